@@ -1,0 +1,19 @@
+//! The schema of MD Creator for Postgres and SQLite.
+//!
+//! The server runs [`Migrator`] from its `migrate` subcommand (and at start-up for the embedded
+//! SQLite default). Every migration works on both backends; where they differ (full-text search),
+//! the migration branches on [`sea_orm_migration::SchemaManager::get_database_backend`].
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_initial;
+
+/// All migrations, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_initial::Migration)]
+    }
+}
