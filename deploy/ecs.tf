@@ -60,9 +60,10 @@ resource "aws_cloudwatch_log_group" "app" {
   retention_in_days = var.log_retention_days
 }
 
-# MDCREATOR_SIGNING_KEY: the key for what the server signs itself (e.g. WebSocket tickets).
-# Generated here so no human ever sees it; rotating it means tainting random_password and
-# redeploying, which invalidates whatever was signed with the old key.
+# MDCREATOR_SIGNING_KEY: the secret behind what the server signs by itself (short-lived URLs
+# and tickets; the built-in accounts' token keys live in the database instead). Generated
+# here so no human handles it; rotate with `terraform apply -replace=random_password.signing_key`
+# and a redeploy, which invalidates whatever was signed with the old key.
 resource "random_password" "signing_key" {
   length  = 64
   special = false

@@ -105,16 +105,16 @@ data "aws_iam_policy_document" "task" {
   }
 
   # The user-facing flows (SignUp, ConfirmSignUp, InitiateAuth, GlobalSignOut, ForgotPassword,
-  # ConfirmForgotPassword) are unauthenticated Cognito APIs and need no IAM permission. These
-  # admin calls are for what the server does on its own authority: look up a user by email
-  # (invitations), sign a user out everywhere, disable or delete an account.
+  # ConfirmForgotPassword, GetUser) are authorised by the user's own credentials or token, not
+  # by IAM. These admin calls cover what the server does on its own authority: DELETE /users/me
+  # (sign the user out everywhere, then delete the account) and keeping the pool's attributes
+  # in step with PATCH /users/me. Trim the list to what the Cognito adapter ends up calling.
   statement {
     sid = "UserPoolAdmin"
     actions = [
       "cognito-idp:AdminGetUser",
-      "cognito-idp:ListUsers",
+      "cognito-idp:AdminUpdateUserAttributes",
       "cognito-idp:AdminUserGlobalSignOut",
-      "cognito-idp:AdminDisableUser",
       "cognito-idp:AdminDeleteUser",
     ]
     resources = [aws_cognito_user_pool.main.arn]
@@ -128,7 +128,7 @@ data "aws_iam_policy_document" "task" {
 locals {
   github_deploy               = var.github_repository != ""
   create_github_oidc_provider = local.github_deploy && var.github_oidc_provider_arn == ""
-  github_oidc_provider_arn    = local.create_github_oidc_provider ? aws_iam_openid_connect_provider.github[0].arn : var.github_oidc_provider_arn
+  github_oidc_provider_arn    = local.create_github_oidc_provider ? one(aws_iam_openid_connect_provider.github[*].arn) : var.github_oidc_provider_arn
 }
 
 resource "aws_iam_openid_connect_provider" "github" {

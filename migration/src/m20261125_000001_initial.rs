@@ -54,9 +54,11 @@ const TABLES: [&str; 23] = [
 ];
 
 const PG_SEARCH: [&str; 2] = [
+    // Only the first 100,000 characters of a body are indexed: a tsvector must stay under 1 MB,
+    // and a 10 MiB document of distinct words would otherwise fail to save.
     "ALTER TABLE documents ADD COLUMN search tsvector GENERATED ALWAYS AS (\
      setweight(to_tsvector('simple', coalesce(title, '')), 'A') || \
-     setweight(to_tsvector('simple', coalesce(content, '')), 'B')) STORED",
+     setweight(to_tsvector('simple', left(coalesce(content, ''), 100000)), 'B')) STORED",
     "CREATE INDEX idx_documents_search ON documents USING GIN (search)",
 ];
 
@@ -196,454 +198,460 @@ use ForeignKeyAction::{Cascade, SetNull};
 
 /// Every table with its secondary indexes, in creation order (matches [`TABLES`]).
 fn schema() -> Vec<(TableCreateStatement, Vec<IndexCreateStatement>)> {
-    let mut out = Vec::new();
-
-    out.push((
-        Table::create()
-            .table("users")
-            .col(pk_uuid("id"))
-            .col(text_uniq("subject"))
-            .col(text_uniq("email"))
-            .col(text("display_name"))
-            .col(text_null("avatar_url"))
-            .col(ts("created_at"))
-            .col(ts("updated_at"))
-            .col(ts_null("deleted_at"))
-            .take(),
-        vec![],
-    ));
-
-    out.push((
-        Table::create()
-            .table("local_accounts")
-            .col(pk_uuid("user_id"))
-            .col(text_uniq("email"))
-            .col(text("password_hash"))
-            .col(boolean("verified").default(false))
-            .col(text_null("code_hash"))
-            .col(text_null("code_purpose"))
-            .col(ts_null("code_expires_at"))
-            .col(integer("code_attempts").default(0))
-            .col(ts("created_at"))
-            .col(ts("updated_at"))
-            .foreign_key(&mut fk("local_accounts", "user_id", "users", Cascade))
-            .take(),
-        vec![],
-    ));
-
-    out.push((
-        Table::create()
-            .table("signing_keys")
-            .col(text("kid").primary_key())
-            .col(text("algorithm"))
-            .col(blob("private_key"))
-            .col(json_binary("public_jwk"))
-            .col(ts("created_at"))
-            .col(ts_null("retired_at"))
-            .take(),
-        vec![],
-    ));
-
-    out.push((
-        Table::create()
-            .table("refresh_tokens")
-            .col(pk_uuid("id"))
-            .col(uuid("user_id"))
-            .col(uuid("family_id"))
-            .col(text_uniq("token_hash"))
-            .col(uuid_null("device_id"))
-            .col(ts("expires_at"))
-            .col(ts_null("revoked_at"))
-            .col(uuid_null("replaced_by"))
-            .col(ts("created_at"))
-            .foreign_key(&mut fk("refresh_tokens", "user_id", "users", Cascade))
-            .take(),
-        vec![
-            idx("refresh_tokens", &["user_id"]),
-            idx("refresh_tokens", &["family_id"]),
-        ],
-    ));
-
-    out.push((
-        Table::create()
-            .table("api_tokens")
-            .col(pk_uuid("id"))
-            .col(uuid("user_id"))
-            .col(text("name"))
-            .col(text("prefix"))
-            .col(text_uniq("token_hash"))
-            .col(text("scope"))
-            .col(ts_null("expires_at"))
-            .col(ts_null("last_used_at"))
-            .col(ts_null("revoked_at"))
-            .col(ts("created_at"))
-            .foreign_key(&mut fk("api_tokens", "user_id", "users", Cascade))
-            .take(),
-        vec![idx("api_tokens", &["user_id"])],
-    ));
-
-    out.push((
-        Table::create()
-            .table("workspaces")
-            .col(pk_uuid("id"))
-            .col(text("name"))
-            .col(text_uniq("slug"))
-            .col(big_integer("change_seq").default(0))
-            .col(json_binary("settings").default(Expr::cust("'{}'")))
-            .col(uuid_null("created_by"))
-            .col(ts("created_at"))
-            .col(ts("updated_at"))
-            .col(ts_null("deleted_at"))
-            .foreign_key(&mut fk("workspaces", "created_by", "users", SetNull))
-            .take(),
-        vec![],
-    ));
-
-    out.push((
-        Table::create()
-            .table("workspace_members")
-            .col(uuid("workspace_id"))
-            .col(uuid("user_id"))
-            .col(role("workspace_members", "role"))
-            .col(ts("created_at"))
-            .col(ts("updated_at"))
-            .primary_key(&mut pk(&["workspace_id", "user_id"]))
-            .foreign_key(&mut fk(
-                "workspace_members",
-                "workspace_id",
-                "workspaces",
-                Cascade,
-            ))
-            .foreign_key(&mut fk("workspace_members", "user_id", "users", Cascade))
-            .take(),
-        vec![idx("workspace_members", &["user_id"])],
-    ));
-
-    out.push((
-        Table::create()
-            .table("invitations")
-            .col(pk_uuid("id"))
-            .col(uuid("workspace_id"))
-            .col(text("kind"))
-            .col(text_null("email"))
-            .col(role("invitations", "role"))
-            .col(text_uniq("token_hash"))
-            .col(integer_null("max_uses"))
-            .col(integer("uses").default(0))
-            .col(ts("expires_at"))
-            .col(ts_null("revoked_at"))
-            .col(uuid_null("created_by"))
-            .col(ts("created_at"))
-            .foreign_key(&mut fk("invitations", "workspace_id", "workspaces", Cascade))
-            .foreign_key(&mut fk("invitations", "created_by", "users", SetNull))
-            .take(),
-        vec![idx("invitations", &["workspace_id"])],
-    ));
-
-    out.push((
-        Table::create()
-            .table("folders")
-            .col(pk_uuid("id"))
-            .col(uuid("workspace_id"))
-            .col(uuid_null("parent_id"))
-            .col(text("name"))
-            .col(double("position").default(0.0))
-            .col(big_integer("version").default(1))
-            .col(ts("created_at"))
-            .col(ts("updated_at"))
-            .col(ts_null("deleted_at"))
-            .foreign_key(&mut fk("folders", "workspace_id", "workspaces", Cascade))
-            .foreign_key(&mut fk("folders", "parent_id", "folders", Cascade))
-            .take(),
-        vec![idx("folders", &["workspace_id", "parent_id"])],
-    ));
-
-    out.push((
-        Table::create()
-            .table("documents")
-            .col(pk_uuid("id"))
-            .col(uuid("workspace_id"))
-            .col(uuid_null("folder_id"))
-            .col(text("title"))
-            .col(text("content"))
-            .col(text("content_hash"))
-            .col(big_integer("version"))
-            .col(double("position").default(0.0))
-            .col(blob_null("yjs_state"))
-            .col(uuid_null("created_by"))
-            .col(uuid_null("updated_by"))
-            .col(ts("created_at"))
-            .col(ts("updated_at"))
-            .col(ts_null("deleted_at"))
-            .foreign_key(&mut fk("documents", "workspace_id", "workspaces", Cascade))
-            .foreign_key(&mut fk("documents", "folder_id", "folders", SetNull))
-            .foreign_key(&mut fk("documents", "created_by", "users", SetNull))
-            .foreign_key(&mut fk("documents", "updated_by", "users", SetNull))
-            .take(),
-        vec![
-            idx("documents", &["workspace_id", "folder_id"]),
-            idx("documents", &["workspace_id", "updated_at", "id"]),
-            idx("documents", &["workspace_id", "deleted_at"]),
-        ],
-    ));
-
-    out.push((
-        Table::create()
-            .table("document_versions")
-            .col(uuid("document_id"))
-            .col(big_integer("version"))
-            .col(text("title"))
-            .col(text("content"))
-            .col(text("content_hash"))
-            .col(uuid_null("author_id"))
-            .col(text("reason"))
-            .col(ts("created_at"))
-            .primary_key(&mut pk(&["document_id", "version"]))
-            .foreign_key(&mut fk(
-                "document_versions",
-                "document_id",
-                "documents",
-                Cascade,
-            ))
-            .foreign_key(&mut fk("document_versions", "author_id", "users", SetNull))
-            .take(),
-        vec![],
-    ));
-
-    out.push((
-        Table::create()
-            .table("document_updates")
-            .col(big_pk_auto("id"))
-            .col(uuid("document_id"))
-            .col(blob("data"))
-            .col(ts("created_at"))
-            .foreign_key(&mut fk(
-                "document_updates",
-                "document_id",
-                "documents",
-                Cascade,
-            ))
-            .take(),
-        vec![idx("document_updates", &["document_id", "id"])],
-    ));
-
-    out.push((
-        Table::create()
-            .table("document_shares")
-            .col(pk_uuid("id"))
-            .col(uuid("document_id"))
-            .col(uuid_null("user_id"))
-            .col(text_null("link_token_hash").unique_key())
-            .col(role("document_shares", "role"))
-            .col(ts_null("expires_at"))
-            .col(ts_null("revoked_at"))
-            .col(uuid_null("created_by"))
-            .col(ts("created_at"))
-            .foreign_key(&mut fk(
-                "document_shares",
-                "document_id",
-                "documents",
-                Cascade,
-            ))
-            .foreign_key(&mut fk("document_shares", "user_id", "users", Cascade))
-            .foreign_key(&mut fk("document_shares", "created_by", "users", SetNull))
-            .take(),
-        vec![
-            idx("document_shares", &["document_id"]),
-            idx("document_shares", &["user_id"]),
-        ],
-    ));
-
-    out.push((
-        Table::create()
-            .table("comments")
-            .col(pk_uuid("id"))
-            .col(uuid("workspace_id"))
-            .col(uuid("document_id"))
-            .col(uuid_null("parent_id"))
-            .col(uuid_null("author_id"))
-            .col(text("body"))
-            .col(json_binary_null("anchor"))
-            .col(big_integer("version").default(1))
-            .col(ts_null("resolved_at"))
-            .col(uuid_null("resolved_by"))
-            .col(ts("created_at"))
-            .col(ts("updated_at"))
-            .col(ts_null("deleted_at"))
-            .foreign_key(&mut fk("comments", "workspace_id", "workspaces", Cascade))
-            .foreign_key(&mut fk("comments", "document_id", "documents", Cascade))
-            .foreign_key(&mut fk("comments", "parent_id", "comments", Cascade))
-            .foreign_key(&mut fk("comments", "author_id", "users", SetNull))
-            .foreign_key(&mut fk("comments", "resolved_by", "users", SetNull))
-            .take(),
-        vec![idx("comments", &["document_id", "created_at"])],
-    ));
-
-    out.push((
-        Table::create()
-            .table("comment_mentions")
-            .col(uuid("comment_id"))
-            .col(uuid("user_id"))
-            .primary_key(&mut pk(&["comment_id", "user_id"]))
-            .foreign_key(&mut fk("comment_mentions", "comment_id", "comments", Cascade))
-            .foreign_key(&mut fk("comment_mentions", "user_id", "users", Cascade))
-            .take(),
-        vec![],
-    ));
-
-    out.push((
-        Table::create()
-            .table("notifications")
-            .col(pk_uuid("id"))
-            .col(uuid("user_id"))
-            .col(text("kind"))
-            .col(json_binary("payload"))
-            .col(ts_null("read_at"))
-            .col(ts("created_at"))
-            .foreign_key(&mut fk("notifications", "user_id", "users", Cascade))
-            .take(),
-        vec![idx("notifications", &["user_id", "read_at", "created_at"])],
-    ));
-
-    out.push((
-        Table::create()
-            .table("attachments")
-            .col(pk_uuid("id"))
-            .col(uuid("workspace_id"))
-            .col(uuid("document_id"))
-            .col(text_uniq("storage_key"))
-            .col(text("filename"))
-            .col(text("content_type"))
-            .col(big_integer("size"))
-            .col(text_null("sha256"))
-            .col(text("status"))
-            .col(uuid_null("created_by"))
-            .col(ts("created_at"))
-            .col(ts("updated_at"))
-            .col(ts_null("expires_at"))
-            .col(ts_null("deleted_at"))
-            .foreign_key(&mut fk("attachments", "workspace_id", "workspaces", Cascade))
-            .foreign_key(&mut fk("attachments", "document_id", "documents", Cascade))
-            .foreign_key(&mut fk("attachments", "created_by", "users", SetNull))
-            .take(),
-        vec![
-            idx("attachments", &["document_id"]),
-            idx("attachments", &["workspace_id", "status"]),
-        ],
-    ));
-
-    out.push((
-        Table::create()
-            .table("context_files")
-            .col(pk_uuid("id"))
-            .col(uuid("workspace_id"))
-            .col(uuid_null("document_id"))
-            .col(text("name"))
-            .col(text("content_type"))
-            .col(text_null("storage_key"))
-            .col(text_null("inline_text"))
-            .col(text("content_hash"))
-            .col(big_integer("size"))
-            .col(big_integer("version").default(1))
-            .col(uuid_null("created_by"))
-            .col(ts("created_at"))
-            .col(ts("updated_at"))
-            .col(ts_null("deleted_at"))
-            .foreign_key(&mut fk(
-                "context_files",
-                "workspace_id",
-                "workspaces",
-                Cascade,
-            ))
-            .foreign_key(&mut fk("context_files", "document_id", "documents", Cascade))
-            .foreign_key(&mut fk("context_files", "created_by", "users", SetNull))
-            .take(),
-        vec![idx("context_files", &["workspace_id", "document_id"])],
-    ));
-
-    out.push((
-        Table::create()
-            .table("changes")
-            .col(uuid("workspace_id"))
-            .col(big_integer("seq"))
-            .col(text("entity_type"))
-            .col(uuid("entity_id"))
-            .col(text("op"))
-            .col(big_integer_null("version"))
-            .col(uuid_null("actor_id"))
-            .col(uuid_null("device_id"))
-            .col(ts("at"))
-            .primary_key(&mut pk(&["workspace_id", "seq"]))
-            .foreign_key(&mut fk("changes", "workspace_id", "workspaces", Cascade))
-            .take(),
-        vec![idx("changes", &["workspace_id", "entity_type", "entity_id"])],
-    ));
-
-    out.push((
-        Table::create()
-            .table("devices")
-            .col(pk_uuid("id"))
-            .col(uuid("user_id"))
-            .col(text("name"))
-            .col(text("platform"))
-            .col(big_integer("last_mutation_id").default(0))
-            .col(json_binary("last_results"))
-            .col(ts("created_at"))
-            .col(ts("last_seen_at"))
-            .foreign_key(&mut fk("devices", "user_id", "users", Cascade))
-            .take(),
-        vec![idx("devices", &["user_id"])],
-    ));
-
-    out.push((
-        Table::create()
-            .table("idempotency_keys")
-            .col(uuid("user_id"))
-            .col(text("key"))
-            .col(text("request_hash"))
-            .col(integer_null("status"))
-            .col(json_binary_null("response_headers"))
-            .col(blob_null("response_body"))
-            .col(ts("created_at"))
-            .col(ts("expires_at"))
-            .primary_key(&mut pk(&["user_id", "key"]))
-            .foreign_key(&mut fk("idempotency_keys", "user_id", "users", Cascade))
-            .take(),
-        vec![idx("idempotency_keys", &["expires_at"])],
-    ));
-
-    out.push((
-        Table::create()
-            .table("ai_usage")
-            .col(big_pk_auto("id"))
-            .col(uuid("user_id"))
-            .col(uuid_null("workspace_id"))
-            .col(text("provider"))
-            .col(text("model"))
-            .col(big_integer("tokens_in"))
-            .col(big_integer("tokens_out"))
-            .col(ts("at"))
-            .foreign_key(&mut fk("ai_usage", "user_id", "users", Cascade))
-            .foreign_key(&mut fk("ai_usage", "workspace_id", "workspaces", SetNull))
-            .take(),
-        vec![idx("ai_usage", &["user_id", "at"])],
-    ));
-
-    out.push((
-        Table::create()
-            .table("audit_events")
-            .col(pk_uuid("id"))
-            .col(uuid("workspace_id"))
-            .col(uuid_null("actor_id"))
-            .col(text("action"))
-            .col(text("target_type"))
-            .col(uuid_null("target_id"))
-            .col(json_binary("details"))
-            .col(ts("at"))
-            .foreign_key(&mut fk("audit_events", "workspace_id", "workspaces", Cascade))
-            .take(),
-        vec![idx("audit_events", &["workspace_id", "at"])],
-    ));
+    let out = vec![
+        (
+            Table::create()
+                .table("users")
+                .col(pk_uuid("id"))
+                .col(text_uniq("subject"))
+                .col(text_uniq("email"))
+                .col(text("display_name"))
+                .col(text_null("avatar_url"))
+                .col(ts("created_at"))
+                .col(ts("updated_at"))
+                .col(ts_null("deleted_at"))
+                .take(),
+            vec![],
+        ),
+        (
+            Table::create()
+                .table("local_accounts")
+                .col(pk_uuid("user_id"))
+                .col(text_uniq("email"))
+                .col(text("password_hash"))
+                .col(boolean("verified").default(false))
+                .col(text_null("code_hash"))
+                .col(text_null("code_purpose"))
+                .col(ts_null("code_expires_at"))
+                .col(integer("code_attempts").default(0))
+                .col(ts("created_at"))
+                .col(ts("updated_at"))
+                .foreign_key(&mut fk("local_accounts", "user_id", "users", Cascade))
+                .take(),
+            vec![],
+        ),
+        (
+            Table::create()
+                .table("signing_keys")
+                .col(text("kid").primary_key())
+                .col(text("algorithm"))
+                .col(blob("private_key"))
+                .col(json_binary("public_jwk"))
+                .col(ts("created_at"))
+                .col(ts_null("retired_at"))
+                .take(),
+            vec![],
+        ),
+        (
+            Table::create()
+                .table("refresh_tokens")
+                .col(pk_uuid("id"))
+                .col(uuid("user_id"))
+                .col(uuid("family_id"))
+                .col(text_uniq("token_hash"))
+                .col(uuid_null("device_id"))
+                .col(ts("expires_at"))
+                .col(ts_null("revoked_at"))
+                .col(uuid_null("replaced_by"))
+                .col(ts("created_at"))
+                .foreign_key(&mut fk("refresh_tokens", "user_id", "users", Cascade))
+                .take(),
+            vec![
+                idx("refresh_tokens", &["user_id"]),
+                idx("refresh_tokens", &["family_id"]),
+            ],
+        ),
+        (
+            Table::create()
+                .table("api_tokens")
+                .col(pk_uuid("id"))
+                .col(uuid("user_id"))
+                .col(text("name"))
+                .col(text("prefix"))
+                .col(text_uniq("token_hash"))
+                .col(text("scope"))
+                .col(ts_null("expires_at"))
+                .col(ts_null("last_used_at"))
+                .col(ts_null("revoked_at"))
+                .col(ts("created_at"))
+                .foreign_key(&mut fk("api_tokens", "user_id", "users", Cascade))
+                .take(),
+            vec![idx("api_tokens", &["user_id"])],
+        ),
+        (
+            Table::create()
+                .table("workspaces")
+                .col(pk_uuid("id"))
+                .col(text("name"))
+                .col(text_uniq("slug"))
+                .col(big_integer("change_seq").default(0))
+                .col(json_binary("settings").default(Expr::cust("'{}'")))
+                .col(uuid_null("created_by"))
+                .col(ts("created_at"))
+                .col(ts("updated_at"))
+                .col(ts_null("deleted_at"))
+                .foreign_key(&mut fk("workspaces", "created_by", "users", SetNull))
+                .take(),
+            vec![],
+        ),
+        (
+            Table::create()
+                .table("workspace_members")
+                .col(uuid("workspace_id"))
+                .col(uuid("user_id"))
+                .col(role("workspace_members", "role"))
+                .col(ts("created_at"))
+                .col(ts("updated_at"))
+                .primary_key(&mut pk(&["workspace_id", "user_id"]))
+                .foreign_key(&mut fk(
+                    "workspace_members",
+                    "workspace_id",
+                    "workspaces",
+                    Cascade,
+                ))
+                .foreign_key(&mut fk("workspace_members", "user_id", "users", Cascade))
+                .take(),
+            vec![idx("workspace_members", &["user_id"])],
+        ),
+        (
+            Table::create()
+                .table("invitations")
+                .col(pk_uuid("id"))
+                .col(uuid("workspace_id"))
+                .col(text("kind"))
+                .col(text_null("email"))
+                .col(role("invitations", "role"))
+                .col(text_uniq("token_hash"))
+                .col(integer_null("max_uses"))
+                .col(integer("uses").default(0))
+                .col(ts("expires_at"))
+                .col(ts_null("revoked_at"))
+                .col(uuid_null("created_by"))
+                .col(ts("created_at"))
+                .foreign_key(&mut fk(
+                    "invitations",
+                    "workspace_id",
+                    "workspaces",
+                    Cascade,
+                ))
+                .foreign_key(&mut fk("invitations", "created_by", "users", SetNull))
+                .take(),
+            vec![idx("invitations", &["workspace_id"])],
+        ),
+        (
+            Table::create()
+                .table("folders")
+                .col(pk_uuid("id"))
+                .col(uuid("workspace_id"))
+                .col(uuid_null("parent_id"))
+                .col(text("name"))
+                .col(double("position").default(0.0))
+                .col(big_integer("version").default(1))
+                .col(ts("created_at"))
+                .col(ts("updated_at"))
+                .col(ts_null("deleted_at"))
+                .foreign_key(&mut fk("folders", "workspace_id", "workspaces", Cascade))
+                .foreign_key(&mut fk("folders", "parent_id", "folders", Cascade))
+                .take(),
+            vec![idx("folders", &["workspace_id", "parent_id"])],
+        ),
+        (
+            Table::create()
+                .table("documents")
+                .col(pk_uuid("id"))
+                .col(uuid("workspace_id"))
+                .col(uuid_null("folder_id"))
+                .col(text("title"))
+                .col(text("content"))
+                .col(text("content_hash"))
+                .col(big_integer("version"))
+                .col(double("position").default(0.0))
+                .col(blob_null("yjs_state"))
+                .col(uuid_null("created_by"))
+                .col(uuid_null("updated_by"))
+                .col(ts("created_at"))
+                .col(ts("updated_at"))
+                .col(ts_null("deleted_at"))
+                .foreign_key(&mut fk("documents", "workspace_id", "workspaces", Cascade))
+                .foreign_key(&mut fk("documents", "folder_id", "folders", SetNull))
+                .foreign_key(&mut fk("documents", "created_by", "users", SetNull))
+                .foreign_key(&mut fk("documents", "updated_by", "users", SetNull))
+                .take(),
+            vec![
+                idx("documents", &["workspace_id", "folder_id"]),
+                idx("documents", &["workspace_id", "updated_at", "id"]),
+                idx("documents", &["workspace_id", "deleted_at"]),
+            ],
+        ),
+        (
+            Table::create()
+                .table("document_versions")
+                .col(uuid("document_id"))
+                .col(big_integer("version"))
+                .col(text("title"))
+                .col(text("content"))
+                .col(text("content_hash"))
+                .col(uuid_null("author_id"))
+                .col(text("reason"))
+                .col(ts("created_at"))
+                .primary_key(&mut pk(&["document_id", "version"]))
+                .foreign_key(&mut fk(
+                    "document_versions",
+                    "document_id",
+                    "documents",
+                    Cascade,
+                ))
+                .foreign_key(&mut fk("document_versions", "author_id", "users", SetNull))
+                .take(),
+            vec![],
+        ),
+        (
+            Table::create()
+                .table("document_updates")
+                .col(big_pk_auto("id"))
+                .col(uuid("document_id"))
+                .col(blob("data"))
+                .col(ts("created_at"))
+                .foreign_key(&mut fk(
+                    "document_updates",
+                    "document_id",
+                    "documents",
+                    Cascade,
+                ))
+                .take(),
+            vec![idx("document_updates", &["document_id", "id"])],
+        ),
+        (
+            Table::create()
+                .table("document_shares")
+                .col(pk_uuid("id"))
+                .col(uuid("document_id"))
+                .col(uuid_null("user_id"))
+                .col(text_null("link_token_hash").unique_key())
+                .col(role("document_shares", "role"))
+                .col(ts_null("expires_at"))
+                .col(ts_null("revoked_at"))
+                .col(uuid_null("created_by"))
+                .col(ts("created_at"))
+                .foreign_key(&mut fk(
+                    "document_shares",
+                    "document_id",
+                    "documents",
+                    Cascade,
+                ))
+                .foreign_key(&mut fk("document_shares", "user_id", "users", Cascade))
+                .foreign_key(&mut fk("document_shares", "created_by", "users", SetNull))
+                .take(),
+            vec![
+                idx("document_shares", &["document_id"]),
+                idx("document_shares", &["user_id"]),
+            ],
+        ),
+        (
+            Table::create()
+                .table("comments")
+                .col(pk_uuid("id"))
+                .col(uuid("workspace_id"))
+                .col(uuid("document_id"))
+                .col(uuid_null("parent_id"))
+                .col(uuid_null("author_id"))
+                .col(text("body"))
+                .col(json_binary_null("anchor"))
+                .col(big_integer("version").default(1))
+                .col(ts_null("resolved_at"))
+                .col(uuid_null("resolved_by"))
+                .col(ts("created_at"))
+                .col(ts("updated_at"))
+                .col(ts_null("deleted_at"))
+                .foreign_key(&mut fk("comments", "workspace_id", "workspaces", Cascade))
+                .foreign_key(&mut fk("comments", "document_id", "documents", Cascade))
+                .foreign_key(&mut fk("comments", "parent_id", "comments", Cascade))
+                .foreign_key(&mut fk("comments", "author_id", "users", SetNull))
+                .foreign_key(&mut fk("comments", "resolved_by", "users", SetNull))
+                .take(),
+            vec![idx("comments", &["document_id", "created_at"])],
+        ),
+        (
+            Table::create()
+                .table("comment_mentions")
+                .col(uuid("comment_id"))
+                .col(uuid("user_id"))
+                .primary_key(&mut pk(&["comment_id", "user_id"]))
+                .foreign_key(&mut fk(
+                    "comment_mentions",
+                    "comment_id",
+                    "comments",
+                    Cascade,
+                ))
+                .foreign_key(&mut fk("comment_mentions", "user_id", "users", Cascade))
+                .take(),
+            vec![],
+        ),
+        (
+            Table::create()
+                .table("notifications")
+                .col(pk_uuid("id"))
+                .col(uuid("user_id"))
+                .col(text("kind"))
+                .col(json_binary("payload"))
+                .col(ts_null("read_at"))
+                .col(ts("created_at"))
+                .foreign_key(&mut fk("notifications", "user_id", "users", Cascade))
+                .take(),
+            vec![idx("notifications", &["user_id", "read_at", "created_at"])],
+        ),
+        (
+            Table::create()
+                .table("attachments")
+                .col(pk_uuid("id"))
+                .col(uuid("workspace_id"))
+                .col(uuid("document_id"))
+                .col(text_uniq("storage_key"))
+                .col(text("filename"))
+                .col(text("content_type"))
+                .col(big_integer("size"))
+                .col(text_null("sha256"))
+                .col(text("status"))
+                .col(uuid_null("created_by"))
+                .col(ts("created_at"))
+                .col(ts("updated_at"))
+                .col(ts_null("expires_at"))
+                .col(ts_null("deleted_at"))
+                .foreign_key(&mut fk(
+                    "attachments",
+                    "workspace_id",
+                    "workspaces",
+                    Cascade,
+                ))
+                .foreign_key(&mut fk("attachments", "document_id", "documents", Cascade))
+                .foreign_key(&mut fk("attachments", "created_by", "users", SetNull))
+                .take(),
+            vec![
+                idx("attachments", &["document_id"]),
+                idx("attachments", &["workspace_id", "status"]),
+            ],
+        ),
+        (
+            Table::create()
+                .table("context_files")
+                .col(pk_uuid("id"))
+                .col(uuid("workspace_id"))
+                .col(uuid_null("document_id"))
+                .col(text("name"))
+                .col(text("content_type"))
+                .col(text_null("storage_key"))
+                .col(text_null("inline_text"))
+                .col(text("content_hash"))
+                .col(big_integer("size"))
+                .col(big_integer("version").default(1))
+                .col(uuid_null("created_by"))
+                .col(ts("created_at"))
+                .col(ts("updated_at"))
+                .col(ts_null("deleted_at"))
+                .foreign_key(&mut fk(
+                    "context_files",
+                    "workspace_id",
+                    "workspaces",
+                    Cascade,
+                ))
+                .foreign_key(&mut fk(
+                    "context_files",
+                    "document_id",
+                    "documents",
+                    Cascade,
+                ))
+                .foreign_key(&mut fk("context_files", "created_by", "users", SetNull))
+                .take(),
+            vec![idx("context_files", &["workspace_id", "document_id"])],
+        ),
+        (
+            Table::create()
+                .table("changes")
+                .col(uuid("workspace_id"))
+                .col(big_integer("seq"))
+                .col(text("entity_type"))
+                .col(uuid("entity_id"))
+                .col(text("op"))
+                .col(big_integer_null("version"))
+                .col(uuid_null("actor_id"))
+                .col(uuid_null("device_id"))
+                .col(ts("at"))
+                .primary_key(&mut pk(&["workspace_id", "seq"]))
+                .foreign_key(&mut fk("changes", "workspace_id", "workspaces", Cascade))
+                .take(),
+            vec![idx(
+                "changes",
+                &["workspace_id", "entity_type", "entity_id"],
+            )],
+        ),
+        (
+            Table::create()
+                .table("devices")
+                .col(pk_uuid("id"))
+                .col(uuid("user_id"))
+                .col(text("name"))
+                .col(text("platform"))
+                .col(big_integer("last_mutation_id").default(0))
+                .col(json_binary("last_results"))
+                .col(ts("created_at"))
+                .col(ts("last_seen_at"))
+                .foreign_key(&mut fk("devices", "user_id", "users", Cascade))
+                .take(),
+            vec![idx("devices", &["user_id"])],
+        ),
+        (
+            Table::create()
+                .table("idempotency_keys")
+                .col(uuid("user_id"))
+                .col(text("key"))
+                .col(text("request_hash"))
+                .col(integer_null("status"))
+                .col(json_binary_null("response_headers"))
+                .col(blob_null("response_body"))
+                .col(ts("created_at"))
+                .col(ts("expires_at"))
+                .primary_key(&mut pk(&["user_id", "key"]))
+                .foreign_key(&mut fk("idempotency_keys", "user_id", "users", Cascade))
+                .take(),
+            vec![idx("idempotency_keys", &["expires_at"])],
+        ),
+        (
+            Table::create()
+                .table("ai_usage")
+                .col(big_pk_auto("id"))
+                .col(uuid("user_id"))
+                .col(uuid_null("workspace_id"))
+                .col(text("provider"))
+                .col(text("model"))
+                .col(big_integer("tokens_in"))
+                .col(big_integer("tokens_out"))
+                .col(ts("at"))
+                .foreign_key(&mut fk("ai_usage", "user_id", "users", Cascade))
+                .foreign_key(&mut fk("ai_usage", "workspace_id", "workspaces", SetNull))
+                .take(),
+            vec![idx("ai_usage", &["user_id", "at"])],
+        ),
+        (
+            Table::create()
+                .table("audit_events")
+                .col(pk_uuid("id"))
+                .col(uuid("workspace_id"))
+                .col(uuid_null("actor_id"))
+                .col(text("action"))
+                .col(text("target_type"))
+                .col(uuid_null("target_id"))
+                .col(json_binary("details"))
+                .col(ts("at"))
+                .foreign_key(&mut fk(
+                    "audit_events",
+                    "workspace_id",
+                    "workspaces",
+                    Cascade,
+                ))
+                .take(),
+            vec![idx("audit_events", &["workspace_id", "at"])],
+        ),
+    ];
 
     debug_assert_eq!(out.len(), TABLES.len());
     out

@@ -83,7 +83,12 @@ async fn up_down_up(db: &DatabaseConnection) {
     assert_schema_gone(db).await;
     Migrator::up(db, None).await.expect("second up");
     assert_schema_present(db).await;
-    assert!(Migrator::get_pending_migrations(db).await.unwrap().is_empty());
+    assert!(
+        Migrator::get_pending_migrations(db)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 fn stmt(db: &DatabaseConnection, sql: &str, values: Vec<Value>) -> Statement {
@@ -283,7 +288,6 @@ async fn full_text_search(db: &DatabaseConnection) {
             .await
             .expect("fts integrity-check");
     }
-
 }
 
 #[tokio::test]
@@ -327,7 +331,10 @@ fn with_database_replaces_the_path() {
         with_database("postgres://u:p@h/db?sslmode=disable", "x"),
         "postgres://u:p@h/x?sslmode=disable"
     );
-    assert_eq!(with_database("postgres://h:5432", "x"), "postgres://h:5432/x");
+    assert_eq!(
+        with_database("postgres://h:5432", "x"),
+        "postgres://h:5432/x"
+    );
 }
 
 #[tokio::test]

@@ -1,1 +1,172 @@
-//! placeholder
+//! Persistence adapter: Postgres and SQLite through sea-orm.
+//!
+//! [`SqlStore`] implements the domain's storage ports — the transactional [`UnitOfWork`] and
+//! every repository — on one `sea_orm::DatabaseConnection`. Database errors never cross into the
+//! domain: they become [`StoreError`] (or the port's own error) at this boundary.
+//!
+//! [`UnitOfWork`]: mdcreator_domain::feed::UnitOfWork
+//! [`StoreError`]: mdcreator_domain::StoreError
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use mdcreator_migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::SqliteJournalMode;
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use serde::Deserialize;
+
+mod accounts;
+mod commit;
+mod documents;
+pub mod entity;
+mod error;
+mod idempotency;
+mod rows;
+mod workspaces;
+
+/// Connection settings; the database URL is passed separately (it may hold a password).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct SqlSettings {
+    /// Largest number of pooled connections (forced to 1 for an in-memory SQLite database).
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection before the store reports itself
+    /// unavailable.
+    pub acquire_timeout_ms: u64,
+    /// Postgres only: the server aborts any statement running longer than this.
+    pub statement_timeout_ms: u64,
+    /// SQLite only: how long a writer waits for the database lock.
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for SqlSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout_ms: 2_000,
+            statement_timeout_ms: 15_000,
+            busy_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// The SQL store: cheap to clone (the pool is shared).
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    db: DatabaseConnection,
+}
+
+impl SqlStore {
+    /// Opens a pool on `url` (`postgres://…` or `sqlite:…`).
+    ///
+    /// SQLite databases are created when missing and run in WAL mode with foreign keys on; an
+    /// in-memory SQLite database (`sqlite::memory:`) gets a single, never-recycled connection
+    /// so that it lives as long as the store.
+    pub async fn connect(url: &str, settings: &SqlSettings) -> anyhow::Result<SqlStore> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(settings.max_connections.max(1))
+            .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+            .connect_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+            .sqlx_logging(false);
+        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+        if scheme == "sqlite" {
+            let busy = Duration::from_millis(settings.busy_timeout_ms);
+            options.map_sqlx_sqlite_opts(move |o| {
+                o.create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .foreign_keys(true)
+                    .busy_timeout(busy)
+            });
+            if is_sqlite_memory(url) {
+                options
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None);
+            }
+        } else if scheme == "postgres" || scheme == "postgresql" {
+            options.statement_timeout(Duration::from_millis(settings.statement_timeout_ms));
+        } else {
+            anyhow::bail!("unsupported database URL: expected postgres:// or sqlite:");
+        }
+        let db = Database::connect(options)
+            .await
+            .context("cannot connect to the database")?;
+        Ok(SqlStore { db })
+    }
+
+    /// Wraps an existing connection (tests, tools).
+    pub fn from_connection(db: DatabaseConnection) -> SqlStore {
+        SqlStore { db }
+    }
+
+    /// The underlying connection, for migrations, tools and tests. Application code goes
+    /// through the ports.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        Migrator::up(&self.db, None)
+            .await
+            .context("cannot migrate the database")
+    }
+
+    /// How many migrations are not applied yet (0 when the schema is current). Creates nothing.
+    pub async fn pending_migrations(&self) -> anyhow::Result<usize> {
+        let pending = Migrator::get_pending_migrations_read_only(&self.db)
+            .await
+            .context("cannot read the migration status")?;
+        Ok(pending.len())
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        self.db.ping().await.context("the database does not answer")
+    }
+
+    /// `"postgres"` or `"sqlite"`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.db.get_database_backend() {
+            DbBackend::Postgres => "postgres",
+            DbBackend::Sqlite => "sqlite",
+            _ => "unknown",
+        }
+    }
+
+    /// Closes the pool.
+    pub async fn close(self) -> anyhow::Result<()> {
+        self.db.close().await.context("cannot close the pool")
+    }
+
+    pub(crate) fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// Starts a transaction that will write. On SQLite it takes the write lock at `BEGIN`
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later cannot
+    /// upgrade its lock while another writer holds it and fails with `SQLITE_BUSY` at once,
+    /// whereas waiting at `BEGIN` honours the busy timeout.
+    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        match self.backend() {
+            DbBackend::Sqlite => {
+                self.db
+                    .begin_with_options(TransactionOptions {
+                        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                        ..TransactionOptions::default()
+                    })
+                    .await
+            }
+            _ => self.db.begin().await,
+        }
+    }
+}
+
+fn is_sqlite_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}

@@ -1,0 +1,14 @@
+//! The MD Creator server: reads configuration, builds the adapters, serves HTTP.
+
+pub mod config;
+pub mod extract;
+pub mod limiter;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+
+pub use config::Settings;
+pub use startup::Application;

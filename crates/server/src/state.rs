@@ -1,0 +1,43 @@
+//! What handlers get: the use-case services and the few ports the HTTP layer itself needs.
+
+use std::sync::Arc;
+
+use mdcreator_domain::Clock;
+use mdcreator_domain::documents::DocumentService;
+use mdcreator_domain::folders::FolderService;
+use mdcreator_domain::idempotency::IdempotencyStore;
+use mdcreator_domain::identity::AuthService;
+use mdcreator_domain::invitations::InvitationService;
+use mdcreator_domain::members::MemberService;
+use mdcreator_domain::ports::RateLimiter;
+use mdcreator_domain::users::UserService;
+use mdcreator_domain::workspaces::WorkspaceService;
+
+/// Readiness of the backing services, for `/readyz`.
+#[async_trait::async_trait]
+pub trait Readiness: Send + Sync {
+    /// `Err` with a short reason when not ready.
+    async fn check(&self) -> Result<(), String>;
+}
+
+/// The public keys of the built-in token issuer (absent when another issuer is in charge).
+pub trait KeySet: Send + Sync {
+    fn jwks(&self) -> serde_json::Value;
+}
+
+pub struct AppState {
+    pub auth: AuthService,
+    pub users: Arc<UserService>,
+    pub workspaces: WorkspaceService,
+    pub members: MemberService,
+    pub invitations: InvitationService,
+    pub folders: FolderService,
+    pub documents: DocumentService,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub clock: Arc<dyn Clock>,
+    pub readiness: Arc<dyn Readiness>,
+    pub keys: Option<Arc<dyn KeySet>>,
+    pub requests_per_minute: u32,
+    pub max_json_bytes: usize,
+}
