@@ -303,13 +303,11 @@ impl InvitationService {
             }
         }
         let current = self.members.member(workspace.id, caller.user_id).await?;
-        if let Some(member) = &current {
-            if member.role >= invitation.role {
-                return Ok(WorkspaceView {
-                    workspace,
-                    role: member.role,
-                });
-            }
+        if let Some(member) = current.as_ref().filter(|m| m.role >= invitation.role) {
+            return Ok(WorkspaceView {
+                workspace,
+                role: member.role,
+            });
         }
         let member = Member {
             workspace_id: workspace.id,

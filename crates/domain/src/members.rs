@@ -188,10 +188,8 @@ impl MemberService {
             )
         };
         let member = self.target(workspace, target).await?;
-        if let Some(mine) = mine {
-            if !mine.may_remove(member.role) {
-                return Err(MemberError::Forbidden);
-            }
+        if mine.is_some_and(|mine| !mine.may_remove(member.role)) {
+            return Err(MemberError::Forbidden);
         }
         let action = if leaving {
             "member.leave"

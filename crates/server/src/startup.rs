@@ -36,6 +36,7 @@ use crate::openapi::ApiDoc;
 use crate::problem::ApiError;
 use crate::routes;
 use crate::state::{AppState, KeySet, Readiness};
+use crate::telemetry;
 
 /// Installs rustls' process-wide crypto provider (sea-orm brings `ring`, the AWS SDK and fred
 /// `aws-lc-rs`; with both present rustls refuses to guess). Idempotent.
@@ -88,16 +89,14 @@ impl Application {
                     let call = srv.call(req);
                     async move {
                         let mut res = call.await?;
-                        if let Some(id) = id {
-                            if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
-                                res.headers_mut()
-                                    .insert(header::HeaderName::from_static("x-request-id"), v);
-                            }
+                        if let Some(v) = id.and_then(|id| HeaderValue::from_str(&id.to_string()).ok()) {
+                            res.headers_mut()
+                                .insert(header::HeaderName::from_static("x-request-id"), v);
                         }
                         Ok(res)
                     }
                 })
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<telemetry::RequestSpan>::new())
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
                 .configure(|cfg| routes::configure(cfg, max_document))
         })
