@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 
 use crate::UserId;
 use crate::access::{Caller, Scope};
-use crate::ports::{RateLimited, RateLimiter, StoreError};
+use crate::api_tokens::{ApiTokenRepository, TOKEN_PREFIX};
+use crate::ports::{Clock, RateLimited, RateLimiter, StoreError};
+use crate::secrets::secret_hash;
 use crate::users::{User, UserError, UserRepository, UserService};
 use crate::values::{Email, Invalid};
 
@@ -197,28 +199,36 @@ pub enum AuthError {
 /// Login attempts per e-mail and per client address within a minute (SECURITY.md limits).
 pub const LOGIN_ATTEMPTS_PER_MINUTE: u32 = 10;
 
+/// The ports [`AuthService`] needs.
+pub struct AuthPorts {
+    pub identity: Arc<dyn IdentityProvider>,
+    pub verifier: Arc<dyn TokenVerifier>,
+    pub users: Arc<dyn UserRepository>,
+    pub api_tokens: Arc<dyn ApiTokenRepository>,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub clock: Arc<dyn Clock>,
+}
+
 pub struct AuthService {
     identity: Arc<dyn IdentityProvider>,
     verifier: Arc<dyn TokenVerifier>,
     users: Arc<dyn UserRepository>,
+    api_tokens: Arc<dyn ApiTokenRepository>,
     user_service: Arc<UserService>,
     limiter: Arc<dyn RateLimiter>,
+    clock: Arc<dyn Clock>,
 }
 
 impl AuthService {
-    pub fn new(
-        identity: Arc<dyn IdentityProvider>,
-        verifier: Arc<dyn TokenVerifier>,
-        users: Arc<dyn UserRepository>,
-        user_service: Arc<UserService>,
-        limiter: Arc<dyn RateLimiter>,
-    ) -> Self {
+    pub fn new(ports: AuthPorts, user_service: Arc<UserService>) -> Self {
         Self {
-            identity,
-            verifier,
-            users,
+            identity: ports.identity,
+            verifier: ports.verifier,
+            users: ports.users,
+            api_tokens: ports.api_tokens,
             user_service,
-            limiter,
+            limiter: ports.limiter,
+            clock: ports.clock,
         }
     }
 
@@ -319,9 +329,13 @@ impl AuthService {
             .await?)
     }
 
-    /// Turns a bearer access token into the calling user, provisioning the user on first sight.
+    /// Turns a bearer access token (or personal API token) into the calling user, provisioning
+    /// the user on first sight.
     #[tracing::instrument(skip_all)]
     pub async fn authenticate(&self, bearer: &str) -> Result<(Caller, User), AuthError> {
+        if bearer.starts_with(TOKEN_PREFIX) {
+            return self.authenticate_api_token(bearer).await;
+        }
         let token = self.verifier.verify(bearer).await?;
         let user = match self
             .users
@@ -346,6 +360,45 @@ impl AuthService {
         let caller = Caller {
             user_id: user.id,
             scope: token.scope,
+        };
+        Ok((caller, user))
+    }
+}
+
+impl AuthService {
+    async fn authenticate_api_token(&self, bearer: &str) -> Result<(Caller, User), AuthError> {
+        if bearer.len() > 200 {
+            return Err(TokenError::Malformed.into());
+        }
+        let now = self.clock.now();
+        let token = self
+            .api_tokens
+            .api_token_by_hash(&secret_hash(bearer))
+            .await
+            .map_err(UserError::from)?
+            .ok_or(TokenError::BadSignature)?;
+        if token.revoked_at.is_some() {
+            return Err(TokenError::Revoked.into());
+        }
+        if token.expires_at.is_some_and(|e| e <= now) {
+            return Err(TokenError::Expired.into());
+        }
+        let user = self
+            .users
+            .user_by_id(token.user_id)
+            .await
+            .map_err(UserError::from)?
+            .ok_or(TokenError::Revoked)?;
+        // Last-used time is informational: write it at most once a minute, never fail on it.
+        let due = token
+            .last_used_at
+            .is_none_or(|t| now - t > chrono::Duration::minutes(1));
+        if due && let Err(e) = self.api_tokens.touch_api_token(token.id, now).await {
+            tracing::warn!(error = ?e, "could not record API token use");
+        }
+        let caller = Caller {
+            user_id: user.id,
+            scope: token.scope.scope(),
         };
         Ok((caller, user))
     }
@@ -497,6 +550,7 @@ mod tests {
         identity: MockIdentityProvider,
         verifier: MockTokenVerifier,
         users: MockUserRepository,
+        api_tokens: crate::api_tokens::MockApiTokenRepository,
         provision_users: MockUserRepository,
         uow: MockUnitOfWork,
         limiter: MockRateLimiter,
@@ -508,6 +562,7 @@ mod tests {
                 identity: MockIdentityProvider::new(),
                 verifier: MockTokenVerifier::new(),
                 users: MockUserRepository::new(),
+                api_tokens: crate::api_tokens::MockApiTokenRepository::new(),
                 provision_users: MockUserRepository::new(),
                 uow: MockUnitOfWork::new(),
                 limiter: MockRateLimiter::new(),
@@ -517,18 +572,21 @@ mod tests {
         fn build(self) -> AuthService {
             let mut clock = MockClock::new();
             clock.expect_now().returning(Utc::now);
+            let clock = Arc::new(clock);
             let user_service = Arc::new(UserService::new(
                 Arc::new(self.provision_users),
                 Arc::new(self.uow),
-                Arc::new(clock),
+                clock.clone(),
             ));
-            AuthService::new(
-                Arc::new(self.identity),
-                Arc::new(self.verifier),
-                Arc::new(self.users),
-                user_service,
-                Arc::new(self.limiter),
-            )
+            let ports = AuthPorts {
+                identity: Arc::new(self.identity),
+                verifier: Arc::new(self.verifier),
+                users: Arc::new(self.users),
+                api_tokens: Arc::new(self.api_tokens),
+                limiter: Arc::new(self.limiter),
+                clock,
+            };
+            AuthService::new(ports, user_service)
         }
     }
 
@@ -646,5 +704,76 @@ mod tests {
         f.users.expect_user_by_subject().never();
         let r = f.build().authenticate("tok").await;
         assert!(matches!(r, Err(AuthError::Token(TokenError::Expired))));
+    }
+
+    fn api_token(scope: crate::api_tokens::ApiScope) -> crate::api_tokens::ApiToken {
+        crate::api_tokens::ApiToken {
+            id: uuid::Uuid::now_v7(),
+            user_id: UserId::new(),
+            name: "ci".into(),
+            prefix: "mdp_abcdef".into(),
+            token_hash: secret_hash("mdp_secret"),
+            scope,
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+            created_at: Utc::now(),
+        }
+    }
+
+    fn some_user(id: UserId) -> User {
+        User {
+            id,
+            subject: "s".into(),
+            email: Email::parse("ada@example.com").unwrap(),
+            display_name: "Ada".into(),
+            avatar_url: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn api_tokens_authenticate_with_their_scope_and_record_use() {
+        let token = api_token(crate::api_tokens::ApiScope::Read);
+        let user_id = token.user_id;
+        let mut f = Fixture::new();
+        f.verifier.expect_verify().never();
+        f.api_tokens
+            .expect_api_token_by_hash()
+            .withf(|h| h == secret_hash("mdp_secret"))
+            .returning(move |_| Ok(Some(token.clone())));
+        f.api_tokens
+            .expect_touch_api_token()
+            .times(1)
+            .returning(|_, _| Ok(()));
+        f.users
+            .expect_user_by_id()
+            .returning(|id| Ok(Some(some_user(id))));
+        let (caller, _) = f.build().authenticate("mdp_secret").await.unwrap();
+        assert_eq!(caller.scope, Scope::Read);
+        assert_eq!(caller.user_id, user_id);
+    }
+
+    #[tokio::test]
+    async fn revoked_expired_and_unknown_api_tokens_are_refused() {
+        let mut revoked = api_token(crate::api_tokens::ApiScope::ReadWrite);
+        revoked.revoked_at = Some(Utc::now());
+        let mut expired = api_token(crate::api_tokens::ApiScope::ReadWrite);
+        expired.expires_at = Some(Utc::now() - chrono::Duration::seconds(1));
+        for (token, expected) in [
+            (Some(revoked), "token_revoked"),
+            (Some(expired), "token_expired"),
+            (None, "token_signature_invalid"),
+        ] {
+            let mut f = Fixture::new();
+            f.api_tokens
+                .expect_api_token_by_hash()
+                .returning(move |_| Ok(token.clone()));
+            match f.build().authenticate("mdp_secret").await {
+                Err(AuthError::Token(e)) => assert_eq!(e.code(), expected),
+                other => panic!("expected {expected}, got {other:?}"),
+            }
+        }
     }
 }

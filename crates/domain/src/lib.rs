@@ -5,6 +5,7 @@
 //! in this crate's own tests) every port has a `mockall` mock named `Mock<Trait>`.
 
 pub mod access;
+pub mod api_tokens;
 pub mod documents;
 pub mod feed;
 pub mod folders;

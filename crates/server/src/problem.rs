@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use mdcreator_domain::StoreError;
 use mdcreator_domain::access::AccessError;
+use mdcreator_domain::api_tokens::ApiTokenError;
 use mdcreator_domain::documents::DocumentError;
 use mdcreator_domain::folders::FolderError;
 use mdcreator_domain::identity::{AuthError, IdentityError, TokenError};
@@ -277,6 +278,20 @@ impl From<UserError> for ApiError {
             UserError::Invalid(e) => e.into(),
             UserError::EmailTaken => Self::conflict("email_taken", e.to_string()),
             UserError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<ApiTokenError> for ApiError {
+    fn from(e: ApiTokenError) -> Self {
+        match e {
+            ApiTokenError::Forbidden => {
+                Self::new(StatusCode::FORBIDDEN, "session_required", e.to_string())
+            }
+            ApiTokenError::NotFound => Self::not_found("token_not_found", e.to_string()),
+            ApiTokenError::TooMany => Self::conflict("too_many_tokens", e.to_string()),
+            ApiTokenError::Invalid(e) => e.into(),
+            ApiTokenError::Store(e) => e.into(),
         }
     }
 }

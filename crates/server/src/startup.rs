@@ -18,9 +18,10 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use mdcreator_domain::access::Access;
+use mdcreator_domain::api_tokens::ApiTokenService;
 use mdcreator_domain::documents::DocumentService;
 use mdcreator_domain::folders::FolderService;
-use mdcreator_domain::identity::AuthService;
+use mdcreator_domain::identity::{AuthPorts, AuthService};
 use mdcreator_domain::invitations::InvitationService;
 use mdcreator_domain::members::MemberService;
 use mdcreator_domain::ports::{Clock, SystemClock};
@@ -89,7 +90,9 @@ impl Application {
                     let call = srv.call(req);
                     async move {
                         let mut res = call.await?;
-                        if let Some(v) = id.and_then(|id| HeaderValue::from_str(&id.to_string()).ok()) {
+                        if let Some(v) =
+                            id.and_then(|id| HeaderValue::from_str(&id.to_string()).ok())
+                        {
                             res.headers_mut()
                                 .insert(header::HeaderName::from_static("x-request-id"), v);
                         }
@@ -223,13 +226,18 @@ async fn wire(settings: &Settings, store: SqlStore, public_url: &str) -> anyhow:
     };
     Ok(AppState {
         auth: AuthService::new(
-            identity,
-            verifier,
-            db.clone(),
+            AuthPorts {
+                identity,
+                verifier,
+                users: db.clone(),
+                api_tokens: db.clone(),
+                limiter: limiter.clone(),
+                clock: clock.clone(),
+            },
             users.clone(),
-            limiter.clone(),
         ),
         users,
+        api_tokens: ApiTokenService::new(db.clone(), clock.clone()),
         workspaces: WorkspaceService::new(db.clone(), access.clone(), db.clone(), clock.clone()),
         members: MemberService::new(db.clone(), access.clone(), db.clone(), clock.clone()),
         invitations: InvitationService::new(

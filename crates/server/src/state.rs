@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use mdcreator_domain::Clock;
+use mdcreator_domain::api_tokens::ApiTokenService;
 use mdcreator_domain::documents::DocumentService;
 use mdcreator_domain::folders::FolderService;
 use mdcreator_domain::idempotency::IdempotencyStore;
@@ -28,6 +29,7 @@ pub trait KeySet: Send + Sync {
 pub struct AppState {
     pub auth: AuthService,
     pub users: Arc<UserService>,
+    pub api_tokens: ApiTokenService,
     pub workspaces: WorkspaceService,
     pub members: MemberService,
     pub invitations: InvitationService,

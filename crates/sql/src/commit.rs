@@ -94,10 +94,14 @@ async fn apply(
     for (ws, n) in bumps {
         heads.insert(ws, bump_change_seq(txn, ws, n).await?);
     }
+    // Every workspace with changes was bumped just above.
+    let feeds: Vec<(WorkspaceId, i64, Vec<&Change>)> = feeds
+        .into_iter()
+        .map(|(ws, list)| (ws, heads.get(&ws).copied().unwrap_or_default(), list))
+        .collect();
 
     let mut rows = Vec::with_capacity(batch.changes.len());
-    for (ws, list) in &feeds {
-        let head = heads[ws];
+    for (_, head, list) in &feeds {
         let first = head - list.len() as i64 + 1;
         for (seq, change) in (first..).zip(list) {
             rows.push(rows::change_row(
@@ -131,7 +135,7 @@ async fn apply(
     }
 
     Ok(Committed {
-        heads: feeds.iter().map(|(ws, _)| (*ws, heads[ws])).collect(),
+        heads: feeds.iter().map(|(ws, head, _)| (*ws, *head)).collect(),
     })
 }
 

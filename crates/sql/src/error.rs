@@ -69,3 +69,30 @@ fn is_transient(e: &DbErr) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::ConnAcquireErr;
+
+    #[test]
+    fn pool_and_connection_failures_are_unavailable() {
+        for e in [
+            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+            DbErr::Conn(RuntimeErr::Internal("refused".into())),
+            DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(
+                sea_orm::sqlx::Error::PoolTimedOut,
+            ))),
+        ] {
+            assert!(matches!(store_error(e), StoreError::Unavailable(_)));
+        }
+        for e in [
+            DbErr::Custom("bug".into()),
+            DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(
+                sea_orm::sqlx::Error::RowNotFound,
+            ))),
+        ] {
+            assert!(matches!(store_error(e), StoreError::Unexpected(_)));
+        }
+    }
+}

@@ -19,6 +19,7 @@ use sea_orm::{
 use serde::Deserialize;
 
 mod accounts;
+mod api_tokens;
 mod commit;
 mod documents;
 pub mod entity;
@@ -70,7 +71,6 @@ impl SqlStore {
         options
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
-            .connect_timeout(Duration::from_millis(settings.acquire_timeout_ms))
             .sqlx_logging(false);
         let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
         if scheme == "sqlite" {

@@ -32,7 +32,10 @@ use mdcreator_sql::entity::{
 };
 use mdcreator_sql::{SqlSettings, SqlStore};
 use sea_orm::ActiveValue::Set;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    Statement,
+};
 use support::*;
 use uuid::Uuid;
 
@@ -291,6 +294,14 @@ async fn changes_carry_actor_device_and_heads_follow_first_appearance(store: Sql
         .unwrap()
         .unwrap();
     assert_eq!((deleted.op.as_str(), deleted.entity_id), ("delete", y));
+
+    // A large batch (a folder tree moved to the trash) is numbered in one run.
+    let mut batch = WriteBatch::by(ada.id);
+    for _ in 0..1201 {
+        batch = batch.change(Change::delete(a.id, EntityType::Document, Uuid::now_v7()));
+    }
+    assert_eq!(store.commit(batch).await.unwrap().heads, vec![(a.id, 1204)]);
+    assert_eq!(change_count(&store, a.id).await, 1204);
 
     // A change for a workspace that does not exist is stale.
     let r = store
@@ -1339,6 +1350,39 @@ async fn in_memory_sqlite_keeps_one_shared_connection() {
 }
 
 #[tokio::test]
+async fn sqlite_files_run_in_wal_mode_with_foreign_keys() {
+    on_sqlite(|store: SqlStore| async move {
+        assert_eq!(store.backend_name(), "sqlite");
+        assert_eq!(store.pending_migrations().await.unwrap(), 0);
+        let pragma = |name: &'static str| {
+            let store = store.clone();
+            async move {
+                let sql = format!("PRAGMA {name}");
+                store
+                    .connection()
+                    .query_one_raw(Statement::from_string(DbBackend::Sqlite, sql))
+                    .await
+                    .unwrap()
+                    .unwrap()
+            }
+        };
+        let mode: String = pragma("journal_mode")
+            .await
+            .try_get("", "journal_mode")
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let fk: i32 = pragma("foreign_keys")
+            .await
+            .try_get("", "foreign_keys")
+            .unwrap();
+        assert_eq!(fk, 1);
+        let busy: i32 = pragma("busy_timeout").await.try_get("", "timeout").unwrap();
+        assert_eq!(busy, 5_000);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn postgres_store_reports_its_backend() {
     let Ok(url) = std::env::var("DATABASE_URL") else {
         return;
@@ -1348,6 +1392,17 @@ async fn postgres_store_reports_its_backend() {
         .unwrap();
     assert_eq!(store.backend_name(), "postgres");
     store.ping().await.unwrap();
+    let row = store
+        .connection()
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SHOW statement_timeout",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let timeout: String = row.try_get("", "statement_timeout").unwrap();
+    assert_eq!(timeout, "15s");
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use mdcreator_domain::Role;
+use mdcreator_domain::api_tokens::ApiToken;
 use mdcreator_domain::documents::{Document, DocumentSummary, DocumentVersion, VersionSummary};
 use mdcreator_domain::folders::{Folder, FolderNode};
 use mdcreator_domain::invitations::Invitation;
@@ -80,6 +81,53 @@ pub struct PatchMe {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub avatar_url: Option<Option<String>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiToken {
+    pub name: String,
+    /// `read` or `read_write`.
+    pub scope: String,
+    /// 1 to 3650; no expiry when absent.
+    pub expires_in_days: Option<i64>,
+}
+
+/// A new personal API token; `token` is shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedApiToken {
+    pub id: Uuid,
+    pub name: String,
+    pub scope: String,
+    pub token: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiTokenDto {
+    pub id: Uuid,
+    pub name: String,
+    /// The token's first characters, to tell tokens apart.
+    pub prefix: String,
+    pub scope: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<ApiToken> for ApiTokenDto {
+    fn from(t: ApiToken) -> Self {
+        Self {
+            id: t.id,
+            name: t.name,
+            prefix: t.prefix,
+            scope: t.scope.as_str().to_owned(),
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            last_used_at: t.last_used_at,
+        }
+    }
 }
 
 // ---- workspaces and members ----
