@@ -7,6 +7,7 @@
 pub mod access;
 pub mod api_tokens;
 pub mod documents;
+pub mod fanout;
 pub mod feed;
 pub mod folders;
 pub mod idempotency;
