@@ -7,6 +7,8 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_initial;
+mod m20261125_000002_sync;
+mod m20261126_000001_context_file_uploads;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -14,6 +16,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261125_000001_initial::Migration)]
+        vec![
+            Box::new(m20261125_000001_initial::Migration),
+            Box::new(m20261126_000001_context_file_uploads::Migration),
+            Box::new(m20261125_000002_sync::Migration),
+        ]
     }
 }

@@ -40,8 +40,18 @@ where
     F: Fn(TestApp) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    on_every_backend_with(|_| {}, scenario).await
+}
+
+/// Like [`on_every_backend`], with settings adjusted by `configure` (limits, confirmation…).
+pub async fn on_every_backend_with<C, F, Fut>(configure: C, scenario: F)
+where
+    C: Fn(&mut Settings),
+    F: Fn(TestApp) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     for backend in backends() {
-        let app = TestApp::spawn(backend).await;
+        let app = TestApp::spawn_with(backend, &configure).await;
         let cleanup = app.cleanup_handle();
         let outcome = tokio::spawn(scenario(app)).await;
         cleanup.run().await;
@@ -146,10 +156,10 @@ impl TestApp {
 
     async fn wait_until_healthy(&self) {
         for _ in 0..200 {
-            if let Ok(r) = self.client.get(self.url("/healthz")).send().await {
-                if r.status().is_success() {
-                    return;
-                }
+            if let Ok(r) = self.client.get(self.url("/healthz")).send().await
+                && r.status().is_success()
+            {
+                return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
@@ -228,7 +238,7 @@ impl TestApp {
         body["id"].as_str().expect("workspace id").to_owned()
     }
 
-    /// Adds `member` to the workspace with `role` through a link invitation from `admin`.
+    /// Adds `member` to the workspace with `role` through a single-use link invitation from `admin`.
     pub async fn add_member(&self, admin: &User, workspace: &str, member: &User, role: &str) {
         let (status, body) = send(
             self.api(
@@ -236,7 +246,7 @@ impl TestApp {
                 &format!("/workspaces/{workspace}/invitations"),
             )
             .bearer_auth(&admin.token)
-            .json(&json!({"role": role})),
+            .json(&json!({"role": role, "max_uses": 1})),
         )
         .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -266,6 +276,132 @@ impl TestApp {
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body
     }
+}
+
+impl TestApp {
+    /// An authenticated request to `/api/v1{path}` with an optional JSON body.
+    pub fn authed(
+        &self,
+        user: &User,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> RequestBuilder {
+        let request = self.api(method, path).bearer_auth(&user.token);
+        match body {
+            Some(body) => request.json(body),
+            None => request,
+        }
+    }
+
+    /// Sends an authenticated request; status and JSON body.
+    pub async fn call(
+        &self,
+        user: &User,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        send(self.authed(user, method, path, body)).await
+    }
+
+    /// `GET /api/v1{path}` as `user`, asserting 200; the JSON body.
+    pub async fn read(&self, user: &User, path: &str) -> Value {
+        let (status, body) = self.call(user, Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+
+    /// Creates an invitation (asserting 201); its JSON, with the one-time `token`.
+    pub async fn invite(&self, admin: &User, workspace: &str, body: Value) -> Value {
+        let (status, created) = self
+            .call(
+                admin,
+                Method::POST,
+                &format!("/workspaces/{workspace}/invitations"),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        created
+    }
+
+    /// Accepts an invitation token as `user`.
+    pub async fn accept(&self, user: &User, token: &str) -> (StatusCode, Value) {
+        self.call(
+            user,
+            Method::POST,
+            &format!("/invitations/{token}/accept"),
+            None,
+        )
+        .await
+    }
+
+    /// Creates a folder (asserting 201); its JSON.
+    pub async fn folder(
+        &self,
+        user: &User,
+        workspace: &str,
+        name: &str,
+        parent: Option<&str>,
+    ) -> Value {
+        let (status, body) = self
+            .call(
+                user,
+                Method::POST,
+                &format!("/workspaces/{workspace}/folders"),
+                Some(&json!({"name": name, "parent_id": parent})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    /// The role of `user_id` in the workspace's member list (`None`: not a member).
+    pub async fn role_of(&self, viewer: &User, workspace: &str, user_id: &str) -> Option<String> {
+        let members = self
+            .read(viewer, &format!("/workspaces/{workspace}/members"))
+            .await;
+        members["items"]
+            .as_array()
+            .expect("member items")
+            .iter()
+            .find(|m| m["user_id"] == user_id)
+            .map(|m| m["role"].as_str().expect("role").to_owned())
+    }
+}
+
+/// The `items` of a list response.
+#[track_caller]
+pub fn items(body: &Value) -> &Vec<Value> {
+    body["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no items in {body}"))
+}
+
+/// The `id`s of a list response's items.
+#[track_caller]
+pub fn ids(body: &Value) -> Vec<String> {
+    items(body)
+        .iter()
+        .map(|i| i["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+/// Sends and returns status, headers and JSON body.
+pub async fn send_full(request: RequestBuilder) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let response = request.send().await.expect("request sent");
+    let headers = response.headers().clone();
+    let (status, body) = split(response).await;
+    (status, headers, body)
+}
+
+/// A header as a string.
+pub fn header(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// A signed-in test user.

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::access::{Access, AccessError, Caller};
+use crate::attachments::BlobPurge;
 use crate::feed::{AuditEvent, Change, CommitError, EntityType, UnitOfWork, Write, WriteBatch};
 use crate::folders::FolderRepository;
 use crate::pagination::{Limit, Page, decode_cursor, encode_cursor, page_from};
@@ -308,7 +309,8 @@ pub struct VersionDiff {
     pub unified: String,
 }
 
-const MAX_TITLE: usize = 500;
+/// Longest title, in characters.
+pub const MAX_TITLE: usize = 500;
 const UNTITLED: &str = "Untitled";
 
 pub struct DocumentService {
@@ -319,6 +321,10 @@ pub struct DocumentService {
     uow: Arc<dyn UnitOfWork>,
     clock: Arc<dyn Clock>,
     limits: Limits,
+    /// Removes stored attachment/context-file objects after a permanent delete.
+    purge: Option<BlobPurge>,
+    /// Live collaboration rooms that must see saved text at once.
+    live: Option<Arc<dyn crate::collab::LiveDocuments>>,
 }
 
 impl DocumentService {
@@ -339,7 +345,21 @@ impl DocumentService {
             uow,
             clock,
             limits,
+            purge: None,
+            live: None,
         }
+    }
+
+    /// Saved content (REST, version restore) is also applied to the document's live room.
+    pub fn with_live_documents(mut self, live: Arc<dyn crate::collab::LiveDocuments>) -> Self {
+        self.live = Some(live);
+        self
+    }
+
+    /// Permanent deletes also remove the document's objects from the blob store.
+    pub fn with_blob_purge(mut self, purge: BlobPurge) -> Self {
+        self.purge = Some(purge);
+        self
     }
 
     pub async fn list(
@@ -454,6 +474,34 @@ impl DocumentService {
             .await
     }
 
+    /// Writes `title` and/or `content` as the version after `expected`, in one step (sync
+    /// pushes and their merges, whose `reason` is `merge`). `VersionConflict` when the document
+    /// is no longer at `expected`.
+    #[tracing::instrument(skip_all, fields(user = %caller.user_id, document = %id))]
+    pub async fn save_version(
+        &self,
+        caller: &Caller,
+        id: DocumentId,
+        expected: Version,
+        title: Option<String>,
+        content: Option<String>,
+        reason: VersionReason,
+    ) -> Result<Document, DocumentError> {
+        if let Some(content) = &content {
+            self.check_size(content)?;
+        }
+        let document = self.writable(caller, id, Action::EditDocuments).await?;
+        if document.version != expected {
+            return Err(conflict(&document));
+        }
+        let title = match title {
+            Some(t) => checked_name("title", &t, MAX_TITLE)?,
+            None => document.title.clone(),
+        };
+        let content = content.unwrap_or_else(|| document.content.clone());
+        self.save(caller, document, title, content, reason).await
+    }
+
     /// Renames (needs `if_match`), moves and reorders.
     #[tracing::instrument(skip_all, fields(user = %caller.user_id, document = %id))]
     pub async fn update(
@@ -478,6 +526,13 @@ impl DocumentService {
         if let Some(Some(folder)) = patch.folder_id {
             self.check_folder(document.workspace_id, folder).await?;
         }
+        // The precondition of a rename is checked before anything is written: a refused PATCH
+        // must not have moved the document either.
+        let renaming = title.as_ref().is_some_and(|t| *t != document.title);
+        if renaming {
+            let if_match = if_match.ok_or(DocumentError::PreconditionRequired)?;
+            check_etag(&document, if_match)?;
+        }
         if patch.folder_id.is_some() || position.is_some() {
             let now = self.clock.now();
             document.folder_id = patch.folder_id.unwrap_or(document.folder_id);
@@ -499,9 +554,7 @@ impl DocumentService {
                 .map_err(|e| commit_error(e, &document))?;
         }
         match title {
-            Some(title) if title != document.title => {
-                let if_match = if_match.ok_or(DocumentError::PreconditionRequired)?;
-                check_etag(&document, if_match)?;
+            Some(title) if renaming => {
                 let content = document.content.clone();
                 self.save(caller, document, title, content, VersionReason::Save)
                     .await
@@ -599,6 +652,10 @@ impl DocumentService {
         if document.deleted_at.is_none() {
             return Err(DocumentError::NotInTrash);
         }
+        let objects = match &self.purge {
+            Some(purge) => purge.keys_of(id).await?,
+            None => Vec::new(),
+        };
         let batch = WriteBatch::by(caller.user_id)
             .write(Write::DeleteDocument { id })
             .write(audit(&document, "document.delete_permanently"))
@@ -610,6 +667,9 @@ impl DocumentService {
             .commit(batch)
             .await
             .map_err(|e| commit_error(e, &document))?;
+        if let Some(purge) = &self.purge {
+            purge.remove(objects).await;
+        }
         Ok(())
     }
 
@@ -760,7 +820,13 @@ impl DocumentService {
             )))
             .change(document_change(&document));
         match self.uow.commit(batch).await {
-            Ok(_) => Ok(document),
+            Ok(_) => {
+                if let Some(live) = self.live.as_ref().filter(|_| current.content != document.content)
+                {
+                    live.apply_text(document.id, &document.content).await;
+                }
+                Ok(document)
+            }
             Err(CommitError::Stale(_)) => {
                 // Someone saved first: report their version, so the client can merge.
                 let latest = self
@@ -834,10 +900,7 @@ impl DocumentService {
             .document(id)
             .await?
             .ok_or(DocumentError::NotFound)?;
-        // Visibility first (404 for outsiders), then the action (403).
-        self.access
-            .document(caller, document.workspace_id, id, Action::ReadContent)
-            .await?;
+        // One check gives both answers: 404 for outsiders, 403 for members below the action.
         self.access
             .document(caller, document.workspace_id, id, action)
             .await?;

@@ -43,4 +43,10 @@ pub mod topics {
     pub fn workspace(id: WorkspaceId) -> String {
         format!("mdc:ws:{id}")
     }
+
+    /// `{workspace_id, seq}` whenever the user joins, leaves or changes role in a workspace, so
+    /// that a sync event stream can follow memberships.
+    pub fn user(id: crate::UserId) -> String {
+        format!("mdc:user:{id}")
+    }
 }

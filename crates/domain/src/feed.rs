@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::attachments::{Attachment, FileStatus};
+use crate::context_files::ContextFile;
 use crate::documents::{Document, DocumentVersion};
 use crate::folders::Folder;
 use crate::invitations::Invitation;
@@ -151,7 +153,9 @@ pub enum Write {
         updated_by: UserId,
         updated_at: DateTime<Utc>,
     },
-    /// Moves a document to the trash (`Some`) or out of it (`None`).
+    /// Moves a document to the trash (`Some`) or out of it (`None`). Its attachments and context
+    /// files follow: trashing sets their `deleted_at` (live ones only), restoring clears it on
+    /// every one whose status is not `deleted`.
     TrashDocument {
         id: DocumentId,
         deleted_at: Option<DateTime<Utc>>,
@@ -163,7 +167,40 @@ pub enum Write {
         id: DocumentId,
     },
     InsertVersion(DocumentVersion),
+    InsertAttachment(Attachment),
+    /// Overwrites status, sha256, `updated_at`, `expires_at` and `deleted_at` when the stored
+    /// status equals `expected`.
+    UpdateAttachment {
+        attachment: Attachment,
+        expected: FileStatus,
+    },
+    InsertContextFile(ContextFile),
+    /// Overwrites everything but the ids, `created_*` and `workspace/document` when the stored
+    /// version equals `expected`.
+    UpdateContextFile {
+        file: ContextFile,
+        expected: Version,
+    },
     Audit(AuditEvent),
+    /// Registers a sync device.
+    InsertDevice(crate::sync::Device),
+    /// Removes a device of `user` (`Stale` when it is gone or not theirs).
+    DeleteDevice {
+        id: DeviceId,
+        user: UserId,
+    },
+    /// Records that `device` applied (or rejected) mutation `new_last`: sets its
+    /// `last_mutation_id`, appends `result` to its recent results (keeping the newest
+    /// [`RECENT_RESULTS`](crate::sync::RECENT_RESULTS)) and touches `last_seen_at`. The device row
+    /// is locked; when its stored `last_mutation_id` is not `expected_last` the adapter MUST fail
+    /// with `Stale(`[`DEVICES_TABLE`](crate::sync::DEVICES_TABLE)`)`, so that a mutation and its
+    /// acknowledgement commit exactly once.
+    AdvanceDevice {
+        device: DeviceId,
+        expected_last: i64,
+        new_last: i64,
+        result: crate::sync::MutationResult,
+    },
 }
 
 /// Invariants checked after the writes, inside the transaction.

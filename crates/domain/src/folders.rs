@@ -140,11 +140,23 @@ impl FolderService {
         Ok(build_tree(self.folders.folders(workspace).await?))
     }
 
-    #[tracing::instrument(skip_all, fields(user = %caller.user_id, workspace = %workspace))]
     pub async fn create(
         &self,
         caller: &Caller,
         workspace: WorkspaceId,
+        request: NewFolder,
+    ) -> Result<Folder, FolderError> {
+        self.create_with_id(caller, workspace, FolderId::new(), request)
+            .await
+    }
+
+    /// Creates a folder with a client-chosen id (sync: a replayed create cannot make a twin).
+    #[tracing::instrument(skip_all, fields(user = %caller.user_id, workspace = %workspace))]
+    pub async fn create_with_id(
+        &self,
+        caller: &Caller,
+        workspace: WorkspaceId,
+        id: FolderId,
         request: NewFolder,
     ) -> Result<Folder, FolderError> {
         self.access
@@ -165,7 +177,7 @@ impl FolderService {
         }
         let now = self.clock.now();
         let folder = Folder {
-            id: FolderId::new(),
+            id,
             workspace_id: workspace,
             parent_id: request.parent_id,
             name,

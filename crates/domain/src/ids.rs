@@ -76,3 +76,11 @@ id_type!(
     /// A registered sync device (a desktop install, a browser profile).
     DeviceId
 );
+id_type!(
+    /// A file attached to a document (bytes in the blob store).
+    AttachmentId
+);
+id_type!(
+    /// A context file of a workspace (or of one document) for the AI features.
+    ContextFileId
+);

@@ -218,10 +218,13 @@ impl InvitationService {
         self.access
             .workspace(caller, workspace, Action::Invite)
             .await?;
-        Ok(self
+        let mut open = self
             .invitations
             .open_invitations(workspace, self.clock.now())
-            .await?)
+            .await?;
+        // A used-up invitation is refused on accept (410), so it is not open either.
+        open.retain(|i| i.max_uses.is_none_or(|max| i.uses < max));
+        Ok(open)
     }
 
     #[tracing::instrument(skip_all, fields(user = %caller.user_id, workspace = %workspace))]
@@ -378,10 +381,14 @@ mod tests {
         invitations
             .expect_invitation_by_token_hash()
             .returning(move |_| Ok(inv.clone()));
-        let inv = s.invitation;
+        let inv = s.invitation.clone();
         invitations
             .expect_invitation()
             .returning(move |_| Ok(inv.clone()));
+        let inv = s.invitation;
+        invitations
+            .expect_open_invitations()
+            .returning(move |_, _| Ok(inv.clone().into_iter().collect()));
         let existing = s.existing;
         let mut members = MockMembershipRepository::new();
         members.expect_member().returning(move |ws, user| {
@@ -585,6 +592,27 @@ mod tests {
             .accept(&Caller::session(UserId::new()), "mdi_unknown")
             .await;
         assert!(matches!(r, Err(InvitationError::NotFound)));
+    }
+
+    #[tokio::test]
+    async fn used_up_invitations_are_not_listed_as_open() {
+        let mut used = invitation(InvitationKind::Link, Role::Viewer);
+        used.max_uses = Some(2);
+        used.uses = 2;
+        let mut unlimited = invitation(InvitationKind::Link, Role::Viewer);
+        unlimited.max_uses = None;
+        unlimited.uses = 7;
+        let mut half = invitation(InvitationKind::Link, Role::Viewer);
+        half.max_uses = Some(2);
+        half.uses = 1;
+        for (inv, listed) in [(used, false), (unlimited, true), (half, true)] {
+            let svc = build(setup(Some(Role::Admin), Some(inv), MockUnitOfWork::new()));
+            let open = svc
+                .list(&Caller::session(UserId::new()), WorkspaceId::new())
+                .await
+                .unwrap();
+            assert_eq!(open.len(), usize::from(listed));
+        }
     }
 
     #[tokio::test]

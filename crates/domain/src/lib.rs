@@ -6,6 +6,10 @@
 
 pub mod access;
 pub mod api_tokens;
+pub mod attachments;
+pub mod blobs;
+pub mod collab;
+pub mod context_files;
 pub mod documents;
 pub mod fanout;
 pub mod feed;
@@ -16,9 +20,11 @@ pub mod ids;
 pub mod invitations;
 pub mod members;
 pub mod pagination;
+pub mod presence;
 pub mod ports;
 pub mod rbac;
 pub mod secrets;
+pub mod sync;
 pub mod users;
 pub mod values;
 pub mod workspaces;

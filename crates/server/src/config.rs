@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use figment::Figment;
 use figment::providers::{Env, Serialized};
-use secrecy::SecretString;
+use mdcreator_cognito::CognitoSettings;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,7 +30,7 @@ pub struct Settings {
     /// The `client_id` claim of built-in access tokens.
     pub client_id: String,
     pub access_token_ttl_secs: u64,
-    /// Comma-separated origins allowed by CORS (and, later, for WebSocket upgrades).
+    /// Comma-separated origins allowed by CORS and for WebSocket upgrades.
     pub allowed_origins: String,
     /// `json`, `text`, or unset for "text in a terminal, JSON otherwise".
     pub log_format: Option<String>,
@@ -39,6 +40,63 @@ pub struct Settings {
     pub db_max_connections: u32,
     /// Seconds a graceful shutdown may take.
     pub shutdown_timeout_secs: u64,
+    /// AWS Cognito user pool (`MDCREATOR_COGNITO_USER_POOL_ID`). When set, Cognito replaces the
+    /// built-in accounts (and the server publishes no JWKS of its own).
+    pub cognito_user_pool_id: Option<String>,
+    /// The pool's app client (`MDCREATOR_COGNITO_CLIENT_ID`), required with a pool.
+    pub cognito_client_id: Option<String>,
+    /// The app client's secret, when it has one (`MDCREATOR_COGNITO_CLIENT_SECRET`).
+    #[serde(skip_serializing)]
+    pub cognito_client_secret: Option<SecretString>,
+    /// Another Cognito endpoint, e.g. an emulator (`MDCREATOR_COGNITO_ENDPOINT_URL`); default
+    /// `AWS_ENDPOINT_URL`, else AWS's.
+    pub cognito_endpoint_url: Option<String>,
+    /// The access tokens' `iss`; default `https://cognito-idp.<region>.amazonaws.com/<pool>`
+    /// (region: `AWS_REGION`, else the pool id's prefix).
+    pub cognito_issuer: Option<String>,
+    /// Where the pool's keys are; default `<issuer>/.well-known/jwks.json`.
+    pub cognito_jwks_url: Option<String>,
+    /// Live text is saved as a version at most once per this many seconds of activity.
+    pub collab_debounce_secs: u64,
+    /// Largest WebSocket message accepted (bytes); larger closes with 4413.
+    pub collab_max_message_bytes: usize,
+    /// Messages per second one WebSocket may send on average, and in a burst (else 4429).
+    pub collab_messages_per_sec: u32,
+    pub collab_message_burst: u32,
+    /// Blob store: S3 when a bucket is set (`MDCREATOR_S3_BUCKET`), else files under
+    /// `<data_dir>/blobs` with URLs signed by this server.
+    pub s3_bucket: Option<String>,
+    /// Path-style S3 URLs (emulators, MinIO).
+    pub s3_force_path_style: bool,
+    /// `AES256` or `aws:kms` on every upload.
+    pub s3_server_side_encryption: Option<String>,
+    pub s3_sse_kms_key_id: Option<String>,
+    /// Static S3 credentials (emulators); default: the AWS provider chain.
+    pub s3_access_key_id: Option<String>,
+    #[serde(skip_serializing)]
+    pub s3_secret_access_key: Option<SecretString>,
+    /// HMAC key (≥ 32 bytes) of the embedded store's URLs; default: a key file in the blob dir.
+    #[serde(skip_serializing)]
+    pub blob_signing_key: Option<SecretString>,
+    /// Bytes one workspace may keep in the blob store (attachments and uploaded context files).
+    pub workspace_quota_bytes: u64,
+    /// Largest attachment or uploaded context file.
+    pub max_upload_bytes: u64,
+    /// How often pending uploads that were never completed are swept.
+    pub upload_sweep_interval_secs: u64,
+    /// Lifetime of presigned upload URLs.
+    pub upload_url_ttl_secs: u64,
+    /// How long after its URL ran out a pending upload is swept.
+    pub upload_sweep_grace_secs: u64,
+    /// Sync: change-feed rows older than this many days may be compacted (superseded rows and
+    /// tombstones); clients with older cursors start over (`MDCREATOR_SYNC_RETENTION_DAYS`).
+    pub sync_retention_days: u32,
+    /// How often the change feed is compacted.
+    pub sync_compaction_interval_secs: u64,
+    /// `AWS_REGION` (S3 and other AWS clients).
+    pub aws_region: Option<String>,
+    /// `AWS_ENDPOINT_URL`: an S3-compatible endpoint (emulators).
+    pub aws_endpoint_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -61,6 +119,32 @@ impl Default for Settings {
             requests_per_minute: 600,
             db_max_connections: 16,
             shutdown_timeout_secs: 25,
+            cognito_user_pool_id: None,
+            cognito_client_id: None,
+            cognito_client_secret: None,
+            cognito_endpoint_url: None,
+            cognito_issuer: None,
+            cognito_jwks_url: None,
+            collab_debounce_secs: 10,
+            collab_max_message_bytes: 4 * 1024 * 1024,
+            collab_messages_per_sec: 200,
+            collab_message_burst: 1000,
+            s3_bucket: None,
+            s3_force_path_style: false,
+            s3_server_side_encryption: None,
+            s3_sse_kms_key_id: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            blob_signing_key: None,
+            workspace_quota_bytes: 1024 * 1024 * 1024,
+            max_upload_bytes: 100 * 1024 * 1024,
+            upload_sweep_interval_secs: 300,
+            upload_url_ttl_secs: 900,
+            upload_sweep_grace_secs: 3600,
+            sync_retention_days: 90,
+            sync_compaction_interval_secs: 3600,
+            aws_region: None,
+            aws_endpoint_url: None,
         }
     }
 }
@@ -69,7 +153,12 @@ impl Settings {
     /// Defaults overlaid with the environment.
     pub fn from_env() -> Result<Self, Box<figment::Error>> {
         Figment::from(Serialized::defaults(Settings::default()))
-            .merge(Env::raw().only(&["database_url", "redis_url"]))
+            .merge(Env::raw().only(&[
+                "database_url",
+                "redis_url",
+                "aws_region",
+                "aws_endpoint_url",
+            ]))
             .merge(Env::prefixed("MDCREATOR_"))
             .extract()
             .map_err(Box::new)
@@ -88,6 +177,36 @@ impl Settings {
 
     pub fn is_sqlite(&self) -> bool {
         self.database_url().starts_with("sqlite:")
+    }
+
+    /// The Cognito pool to sign users in with, when one is configured (`None`: built-in
+    /// accounts). A pool without an app client is an error.
+    pub fn cognito(&self) -> anyhow::Result<Option<CognitoSettings>> {
+        let set = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let Some(pool) = set(&self.cognito_user_pool_id) else {
+            return Ok(None);
+        };
+        let client = set(&self.cognito_client_id).ok_or_else(|| {
+            anyhow::anyhow!(
+                "MDCREATOR_COGNITO_USER_POOL_ID is set but MDCREATOR_COGNITO_CLIENT_ID is not"
+            )
+        })?;
+        Ok(Some(CognitoSettings {
+            client_secret: self
+                .cognito_client_secret
+                .clone()
+                .filter(|s| !s.expose_secret().trim().is_empty()),
+            region: set(&self.aws_region),
+            endpoint_url: set(&self.cognito_endpoint_url).or_else(|| set(&self.aws_endpoint_url)),
+            issuer: set(&self.cognito_issuer),
+            jwks_url: set(&self.cognito_jwks_url),
+            ..CognitoSettings::new(pool, client)
+        }))
     }
 
     pub fn allowed_origins(&self) -> Vec<String> {
@@ -110,6 +229,48 @@ mod tests {
         assert!(s.is_sqlite());
         assert!(s.database_url().ends_with("data/mdcreator.db?mode=rwc"));
         assert!(s.allowed_origins().is_empty());
+    }
+
+    #[test]
+    fn cognito_is_off_unless_a_pool_is_set() {
+        assert!(Settings::default().cognito().unwrap().is_none());
+        let blank = Settings {
+            cognito_user_pool_id: Some(" ".into()),
+            cognito_client_id: Some("client".into()),
+            ..Settings::default()
+        };
+        assert!(blank.cognito().unwrap().is_none());
+        let no_client = Settings {
+            cognito_user_pool_id: Some("eu-west-1_Pool".into()),
+            ..Settings::default()
+        };
+        assert!(no_client.cognito().is_err());
+    }
+
+    #[test]
+    fn cognito_settings_prefer_their_own_endpoint() {
+        let s = Settings {
+            cognito_user_pool_id: Some("eu-west-1_Pool".into()),
+            cognito_client_id: Some("client".into()),
+            cognito_client_secret: Some("".into()),
+            aws_endpoint_url: Some("http://aws.local".into()),
+            ..Settings::default()
+        };
+        let c = s.cognito().unwrap().unwrap();
+        assert_eq!(c.endpoint_url.as_deref(), Some("http://aws.local"));
+        assert!(c.client_secret.is_none(), "a blank secret is no secret");
+        assert_eq!(
+            c.issuer().unwrap(),
+            "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Pool"
+        );
+        let s = Settings {
+            cognito_endpoint_url: Some("http://127.0.0.1:5000".into()),
+            aws_region: Some("us-east-1".into()),
+            ..s
+        };
+        let c = s.cognito().unwrap().unwrap();
+        assert_eq!(c.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(c.region().unwrap(), "us-east-1");
     }
 
     #[test]

@@ -87,7 +87,16 @@ pub fn json_body<T: DeserializeOwned>(req: &HttpRequest, body: &[u8]) -> Result<
             "send Content-Type: application/json",
         ));
     }
-    serde_json::from_slice(body).map_err(|e| body_error(&e))
+    let value = serde_json::from_slice(body).map_err(|e| body_error(&e))?;
+    // Every request body is a JSON object; serde would also take a struct as an array of its
+    // fields in order, which is not a shape the API accepts.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "the body must be a JSON object",
+        ));
+    }
+    Ok(value)
 }
 
 /// The value of an `If-Match` / `If-None-Match` header.

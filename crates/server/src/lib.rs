@@ -1,8 +1,8 @@
 //! The MD Creator server: reads configuration, builds the adapters, serves HTTP.
 
+pub mod collab;
 pub mod config;
 pub mod extract;
-pub mod limiter;
 pub mod openapi;
 pub mod problem;
 pub mod routes;

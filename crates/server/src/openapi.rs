@@ -3,7 +3,9 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{auth, documents, folders, ops, users, workspaces};
+use crate::routes::{
+    attachments, auth, blobs, context_files, documents, folders, ops, sync, users, workspaces,
+};
 
 /// Everything under `/api/v1`.
 #[derive(OpenApi)]
@@ -49,6 +51,23 @@ use crate::routes::{auth, documents, folders, ops, users, workspaces};
     documents::version,
     documents::diff,
     documents::restore_version,
+    attachments::create,
+    attachments::list,
+    attachments::complete,
+    attachments::download,
+    attachments::remove,
+    context_files::list,
+    context_files::create,
+    context_files::get_one,
+    context_files::update,
+    context_files::remove,
+    context_files::complete,
+    sync::register_device,
+    sync::devices,
+    sync::delete_device,
+    sync::pull,
+    sync::push,
+    sync::pokes::events,
 ))]
 struct ApiV1;
 
@@ -59,13 +78,13 @@ struct ApiV1;
         description = "Accounts, workspaces, documents with history, sync and collaboration for MD Creator. \
                        Errors are RFC 7807 problem+json with a stable `code`."
     ),
-    paths(ops::healthz, ops::readyz, ops::jwks, documents::get_content, documents::put_content),
+    paths(ops::healthz, ops::readyz, ops::jwks, documents::get_content, documents::put_content, blobs::upload, blobs::download),
     nest((path = "/api/v1", api = ApiV1)),
     modifiers(&BearerAuth),
     tags(
         (name = "auth"), (name = "users"), (name = "workspaces"), (name = "members"),
         (name = "invitations"), (name = "folders"), (name = "documents"), (name = "versions"),
-        (name = "operations"),
+        (name = "attachments"), (name = "context files"), (name = "sync"), (name = "operations"),
     )
 )]
 pub struct ApiDoc;

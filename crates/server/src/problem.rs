@@ -10,6 +10,8 @@ use utoipa::ToSchema;
 use mdcreator_domain::StoreError;
 use mdcreator_domain::access::AccessError;
 use mdcreator_domain::api_tokens::ApiTokenError;
+use mdcreator_domain::attachments::{AttachmentError, UploadError};
+use mdcreator_domain::context_files::ContextFileError;
 use mdcreator_domain::documents::DocumentError;
 use mdcreator_domain::folders::FolderError;
 use mdcreator_domain::identity::{AuthError, IdentityError, TokenError};
@@ -147,6 +149,24 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The problem object this error is sent as (also embedded in sync push results).
+    pub fn body(&self) -> Value {
+        let title = self.status.canonical_reason().unwrap_or("Error");
+        let mut body = json!({
+            "type": format!("https://mdcreator.app/problems/{}", self.code.replace('_', "-")),
+            "title": title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+            "code": self.code,
+        });
+        if let Value::Object(map) = &mut body {
+            map.extend(self.extra.clone());
+        }
+        body
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.detail)
@@ -173,17 +193,7 @@ impl ResponseError for ApiError {
                 "request refused"
             );
         }
-        let title = self.status.canonical_reason().unwrap_or("Error");
-        let mut body = json!({
-            "type": format!("https://mdcreator.app/problems/{}", self.code.replace('_', "-")),
-            "title": title,
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-            "code": self.code,
-        });
-        if let Value::Object(map) = &mut body {
-            map.extend(self.extra.clone());
-        }
+        let body = self.body();
         let mut response = HttpResponse::build(self.status);
         response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
         if let Some(secs) = self.retry_after {
@@ -405,6 +415,99 @@ impl From<DocumentError> for ApiError {
     }
 }
 
+impl From<UploadError> for ApiError {
+    fn from(e: UploadError) -> Self {
+        use UploadError::*;
+        match e {
+            TooLarge { limit } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "file_too_large", e.to_string())
+                    .with("limit", limit)
+            }
+            QuotaExceeded {
+                quota,
+                used,
+                requested,
+            } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded", e.to_string())
+                .with("quota", quota)
+                .with("used", used)
+                .with("requested", requested),
+            UploadMissing => Self::conflict("upload_missing", e.to_string()),
+            UploadMismatch {
+                expected_size,
+                actual_size,
+                ref expected_type,
+                ref actual_type,
+            } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "upload_mismatch",
+                e.to_string(),
+            )
+            .with("expected_size", expected_size)
+            .with("actual_size", actual_size)
+            .with("expected_content_type", expected_type)
+            .with("actual_content_type", actual_type),
+        }
+    }
+}
+
+impl From<AttachmentError> for ApiError {
+    fn from(e: AttachmentError) -> Self {
+        use AttachmentError::*;
+        match e {
+            DocumentNotFound => Self::not_found("document_not_found", e.to_string()),
+            NotFound => Self::not_found("attachment_not_found", e.to_string()),
+            Forbidden => Self::forbidden(),
+            Invalid(e) => e.into(),
+            DocumentInTrash => Self::conflict("document_in_trash", e.to_string()),
+            Upload(e) => e.into(),
+            NotReady => Self::conflict("upload_pending", e.to_string()),
+            Conflict => Self::conflict("concurrent_change", e.to_string()),
+            Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<ContextFileError> for ApiError {
+    fn from(e: ContextFileError) -> Self {
+        use ContextFileError::*;
+        match e {
+            WorkspaceNotFound => Self::not_found("workspace_not_found", e.to_string()),
+            DocumentNotFound => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "document_not_found",
+                e.to_string(),
+            ),
+            NotFound => Self::not_found("context_file_not_found", e.to_string()),
+            Forbidden => Self::forbidden(),
+            Invalid(e) => e.into(),
+            InlineTooLarge { limit } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "context_file_too_large",
+                e.to_string(),
+            )
+            .with("limit", limit),
+            Upload(e) => e.into(),
+            NotReady => Self::conflict("upload_pending", e.to_string()),
+            PreconditionRequired => Self::new(
+                StatusCode::PRECONDITION_REQUIRED,
+                "precondition_required",
+                "send If-Match with the context file's current ETag",
+            ),
+            VersionConflict {
+                ref current,
+                ref etag,
+            } => Self::new(
+                StatusCode::PRECONDITION_FAILED,
+                "version_conflict",
+                e.to_string(),
+            )
+            .with("current_version", current.0)
+            .with("current_etag", etag),
+            Store(e) => e.into(),
+        }
+    }
+}
+
 /// Problem bodies for errors actix raises before a handler runs (JSON, path, query, payload).
 pub fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
     use actix_web::error::JsonPayloadError as J;
@@ -457,4 +560,73 @@ pub fn payload_error(err: actix_web::error::PayloadError) -> ApiError {
 
 pub fn too_large(limit: usize) -> ApiError {
     too_large_body(limit + 1, limit)
+}
+
+// ---- sync ----
+
+use mdcreator_domain::sync::{DeviceError, ProblemFormat, PushError, Rejection, SyncError};
+
+impl From<DeviceError> for ApiError {
+    fn from(e: DeviceError) -> Self {
+        match e {
+            DeviceError::NotFound => Self::not_found("device_not_found", e.to_string()),
+            DeviceError::Forbidden => Self::forbidden(),
+            DeviceError::TooMany { limit } => {
+                Self::conflict("too_many_devices", e.to_string()).with("limit", limit)
+            }
+            DeviceError::Invalid(e) => e.into(),
+            DeviceError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<PushError> for ApiError {
+    fn from(e: PushError) -> Self {
+        match e {
+            PushError::DeviceNotFound => Self::not_found("device_not_found", e.to_string()),
+            PushError::Forbidden => Self::forbidden(),
+            PushError::TooManyMutations { limit } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_mutations",
+                e.to_string(),
+            )
+            .with("limit", limit),
+            PushError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<SyncError> for ApiError {
+    fn from(e: SyncError) -> Self {
+        match e {
+            SyncError::Invalid(e) => e.into(),
+            SyncError::CursorExpired => Self::new(StatusCode::GONE, "cursor_expired", e.to_string()),
+            SyncError::DeviceNotFound => Self::not_found("device_not_found", e.to_string()),
+            SyncError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(e: Rejection) -> Self {
+        match e {
+            Rejection::Document(e) => e.into(),
+            Rejection::Folder(e) => e.into(),
+            Rejection::Invalid(e) => e.into(),
+            Rejection::Unsupported(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unsupported_mutation",
+                e.to_string(),
+            ),
+        }
+    }
+}
+
+/// Rejected sync mutations carry the same problem objects as the REST endpoints.
+pub struct SyncProblems;
+
+impl ProblemFormat for SyncProblems {
+    fn problem(&self, rejection: Rejection) -> Value {
+        ApiError::from(rejection).body()
+    }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use actix_cors::Cors;
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Server, ServerHandle, ServiceResponse};
+use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{App, HttpMessage, HttpServer, web};
@@ -17,25 +18,37 @@ use tracing_actix_web::{RequestId, TracingLogger};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use mdcreator_blobs_local::FsBlobStore;
+use mdcreator_cognito::{CognitoIdentity, CognitoSettings, CognitoTokenVerifier};
 use mdcreator_domain::access::Access;
 use mdcreator_domain::api_tokens::ApiTokenService;
+use mdcreator_domain::attachments::{AttachmentService, BlobPurge, FileSettings};
+use mdcreator_domain::blobs::BlobStore;
+use mdcreator_domain::context_files::{ContextFilePorts, ContextFileService};
 use mdcreator_domain::documents::DocumentService;
+use mdcreator_domain::fanout::Fanout;
+use mdcreator_domain::feed::UnitOfWork;
 use mdcreator_domain::folders::FolderService;
-use mdcreator_domain::identity::{AuthPorts, AuthService};
+use mdcreator_domain::identity::{AuthPorts, AuthService, IdentityProvider, TokenVerifier};
 use mdcreator_domain::invitations::InvitationService;
 use mdcreator_domain::members::MemberService;
-use mdcreator_domain::ports::{Clock, SystemClock};
+use mdcreator_domain::ports::{Clock, RateLimiter, SystemClock};
+use mdcreator_domain::presence::Presence;
+use mdcreator_domain::sync::{PokingUnitOfWork, SyncPorts, SyncService, SyncSettings};
 use mdcreator_domain::users::UserService;
 use mdcreator_domain::values::Limits;
 use mdcreator_domain::workspaces::WorkspaceService;
 use mdcreator_identity_local::{LocalIdentity, LocalIdentitySettings, TokenIssuer, TokenSettings};
+use mdcreator_inprocess::{InProcessFanout, InProcessPresence, InProcessRateLimiter};
+use mdcreator_redis::RedisClients;
+use mdcreator_s3::{S3BlobStore, S3Settings};
 use mdcreator_sql::{SqlSettings, SqlStore};
 
 use crate::config::Settings;
-use crate::limiter::InProcessRateLimiter;
 use crate::openapi::ApiDoc;
 use crate::problem::ApiError;
 use crate::routes;
+use crate::routes::blobs::LocalBlobs;
 use crate::state::{AppState, KeySet, Readiness};
 use crate::telemetry;
 
@@ -49,6 +62,11 @@ pub fn install_crypto_provider() {
 pub struct Application {
     server: Server,
     address: std::net::SocketAddr,
+    collab: mdcreator_collab::Hub,
+    /// Removes pending uploads never completed; stops with the server.
+    sweeper: tokio::task::JoinHandle<()>,
+    /// Compacts the sync change feed; stops with the server.
+    compactor: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -68,6 +86,16 @@ impl Application {
             .clone()
             .unwrap_or_else(|| format!("http://{address}"));
         let state = web::Data::new(wire(&settings, store, &public_url).await?);
+        let collab = state.collab.hub.clone();
+        let local_blobs = state.local_blobs.clone().map(web::Data::new);
+        let sweeper = spawn_upload_sweeper(
+            state.clone(),
+            Duration::from_secs(settings.upload_sweep_interval_secs),
+        );
+        let compactor = spawn_feed_compaction(
+            state.sync.clone(),
+            Duration::from_secs(settings.sync_compaction_interval_secs),
+        );
 
         let metrics = PrometheusMetricsBuilder::new("mdcreator")
             .endpoint("/metrics")
@@ -80,6 +108,11 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .configure(|cfg| {
+                    if let Some(blobs) = &local_blobs {
+                        cfg.app_data(blobs.clone());
+                    }
+                })
                 .app_data(web::PayloadConfig::new(max_json))
                 .wrap(ErrorHandlers::new().default_handler(problem_for_framework_errors))
                 .wrap(cors(&origins))
@@ -108,7 +141,13 @@ impl Application {
         .shutdown_timeout(settings.shutdown_timeout_secs)
         .listen(listener)?
         .run();
-        Ok(Self { server, address })
+        Ok(Self {
+            server,
+            address,
+            collab,
+            sweeper,
+            compactor,
+        })
     }
 
     pub fn address(&self) -> std::net::SocketAddr {
@@ -119,6 +158,11 @@ impl Application {
         self.address.port()
     }
 
+    /// The collaboration rooms of this instance (tests flush them as SIGTERM would).
+    pub fn collab(&self) -> mdcreator_collab::Hub {
+        self.collab.clone()
+    }
+
     /// Stops the server when called (tests; signals are handled by actix itself).
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
@@ -126,7 +170,17 @@ impl Application {
 
     /// Serves until SIGTERM/SIGINT, then drains in-flight requests (graceful shutdown).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        // Actix drains HTTP requests on the same signals; live rooms are flushed and their
+        // sockets closed with 1001 alongside, so the drain does not wait for them.
+        let collab = self.collab.clone();
+        tokio::spawn(async move {
+            crate::collab::shutdown_signal().await;
+            collab.shutdown().await;
+        });
+        let served = self.server.await;
+        self.sweeper.abort();
+        self.compactor.abort();
+        served
     }
 }
 
@@ -191,8 +245,299 @@ async fn connect(settings: &Settings) -> anyhow::Result<SqlStore> {
 async fn wire(settings: &Settings, store: SqlStore, public_url: &str) -> anyhow::Result<AppState> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let db = Arc::new(store.clone());
-    let limiter = Arc::new(InProcessRateLimiter::default());
+    let shared = SharedState::connect(settings).await?;
+    // Every write path pokes sync clients, on every instance.
+    let uow: Arc<dyn UnitOfWork> =
+        Arc::new(PokingUnitOfWork::new(db.clone(), shared.fanout.clone()));
+    let limiter = shared.limiter.clone();
 
+    let (identity, verifier, keys) = match settings.cognito()? {
+        Some(cognito) => cognito_auth(&cognito, clock.clone()).await?,
+        None => local_auth(settings, db.clone(), public_url, clock.clone()).await?,
+    };
+
+    let access = Access::new(db.clone(), db.clone());
+    let users = Arc::new(UserService::new(db.clone(), db.clone(), clock.clone()));
+    let limits = Limits {
+        max_document_bytes: settings.max_document_bytes,
+    };
+    let collab = crate::collab::CollabState::build(
+        settings,
+        db.clone(),
+        access.clone(),
+        shared.presence.clone(),
+        shared.fanout.clone(),
+        clock.clone(),
+        limits,
+    );
+    let (blobs, local_blobs) = blob_store(settings, public_url).await?;
+    let files = FileSettings {
+        max_upload_bytes: settings.max_upload_bytes,
+        workspace_quota_bytes: settings.workspace_quota_bytes,
+        upload_ttl: Duration::from_secs(settings.upload_url_ttl_secs),
+        sweep_grace: Duration::from_secs(settings.upload_sweep_grace_secs),
+        ..FileSettings::default()
+    };
+    let attachments = AttachmentService::new(
+        db.clone(),
+        db.clone(),
+        blobs.clone(),
+        access.clone(),
+        uow.clone(),
+        clock.clone(),
+        files,
+    );
+    let context_files = ContextFileService::new(
+        ContextFilePorts {
+            files: db.clone(),
+            storage: db.clone(),
+            documents: db.clone(),
+            blobs: blobs.clone(),
+            uow: uow.clone(),
+            clock: clock.clone(),
+        },
+        access.clone(),
+        files,
+    );
+    let sync = Arc::new(SyncService::new(
+        SyncPorts {
+            devices: db.clone(),
+            feed: db.clone(),
+            documents: db.clone(),
+            versions: db.clone(),
+            folders: db.clone(),
+            workspaces: db.clone(),
+            access: access.clone(),
+            uow: uow.clone(),
+            fanout: shared.fanout.clone(),
+            problems: Arc::new(crate::problem::SyncProblems),
+            live: Some(Arc::new(collab.hub.clone())),
+            clock: clock.clone(),
+            limits,
+        },
+        SyncSettings {
+            retention: chrono::Duration::days(i64::from(settings.sync_retention_days)),
+            ..SyncSettings::default()
+        },
+    ));
+    Ok(AppState {
+        auth: AuthService::new(
+            AuthPorts {
+                identity,
+                verifier,
+                users: db.clone(),
+                api_tokens: db.clone(),
+                limiter: limiter.clone(),
+                clock: clock.clone(),
+            },
+            users.clone(),
+        ),
+        users,
+        api_tokens: ApiTokenService::new(db.clone(), clock.clone()),
+        workspaces: WorkspaceService::new(db.clone(), access.clone(), uow.clone(), clock.clone()),
+        members: MemberService::new(db.clone(), access.clone(), uow.clone(), clock.clone()),
+        invitations: InvitationService::new(
+            db.clone(),
+            db.clone(),
+            db.clone(),
+            db.clone(),
+            access.clone(),
+            uow.clone(),
+            clock.clone(),
+        ),
+        folders: FolderService::new(
+            db.clone(),
+            db.clone(),
+            access.clone(),
+            uow.clone(),
+            clock.clone(),
+        ),
+        documents: DocumentService::new(
+            db.clone(),
+            db.clone(),
+            db.clone(),
+            access,
+            uow.clone(),
+            clock.clone(),
+            limits,
+        )
+        .with_live_documents(Arc::new(collab.hub.clone()))
+        .with_blob_purge(BlobPurge::new(db.clone(), blobs)),
+        attachments,
+        context_files,
+        sync,
+        local_blobs,
+        idempotency: db.clone(),
+        limiter,
+        fanout: shared.fanout,
+        presence: shared.presence,
+        collab,
+        clock,
+        readiness: Arc::new(SqlReadiness {
+            store,
+            redis: shared.redis,
+        }),
+        keys,
+        requests_per_minute: settings.requests_per_minute,
+        max_json_bytes: settings.max_json_bytes,
+    })
+}
+
+/// The blob store: S3 when a bucket is configured, else files under `<data_dir>/blobs` served
+/// through the server's own signed `/api/v1/blobs/…` URLs.
+async fn blob_store(
+    settings: &Settings,
+    public_url: &str,
+) -> anyhow::Result<(Arc<dyn BlobStore>, Option<LocalBlobs>)> {
+    let bucket = settings.s3_bucket.as_deref().map(str::trim);
+    if let Some(bucket) = bucket.filter(|b| !b.is_empty()) {
+        let s3 = S3BlobStore::connect(&S3Settings {
+            bucket: bucket.to_owned(),
+            region: settings.aws_region.clone(),
+            endpoint_url: settings.aws_endpoint_url.clone(),
+            force_path_style: settings.s3_force_path_style,
+            access_key_id: settings.s3_access_key_id.clone(),
+            secret_access_key: settings.s3_secret_access_key.clone(),
+            server_side_encryption: settings.s3_server_side_encryption.clone(),
+            sse_kms_key_id: settings.s3_sse_kms_key_id.clone(),
+            ..S3Settings::default()
+        })
+        .await
+        .context("configuring S3")?;
+        return Ok((Arc::new(s3), None));
+    }
+    let base_url = format!("{}/api/v1/blobs", public_url.trim_end_matches('/'));
+    let secret = settings
+        .blob_signing_key
+        .as_ref()
+        .map(|k| k.expose_secret().as_bytes().to_vec());
+    let local = Arc::new(
+        FsBlobStore::open(
+            settings.data_dir.join("blobs"),
+            &base_url,
+            secret.as_deref(),
+        )
+        .context("opening the blob directory")?,
+    );
+    Ok((local.clone(), Some(LocalBlobs(local))))
+}
+
+/// Compacts the sync change feed every `interval` (at start too), until aborted.
+fn spawn_feed_compaction(
+    sync: Arc<SyncService>,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval.max(Duration::from_secs(1)));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Err(e) = sync.compact().await {
+                tracing::warn!(error = ?e, "compacting the change feed failed");
+            }
+        }
+    })
+}
+
+/// Sweeps pending uploads never completed, every `interval`, until aborted.
+fn spawn_upload_sweeper(
+    state: web::Data<AppState>,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval.max(Duration::from_secs(1)));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match state.attachments.sweep(500).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(swept = n, "expired attachment uploads removed"),
+                Err(e) => tracing::warn!(error = ?e, "sweeping attachment uploads failed"),
+            }
+            match state.context_files.sweep(500).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(swept = n, "expired context-file uploads removed"),
+                Err(e) => tracing::warn!(error = ?e, "sweeping context-file uploads failed"),
+            }
+        }
+    })
+}
+
+/// The state instances share: in Redis when `redis_url` is set, in process otherwise.
+struct SharedState {
+    fanout: Arc<dyn Fanout>,
+    presence: Arc<dyn Presence>,
+    limiter: Arc<dyn RateLimiter>,
+    redis: Option<RedisClients>,
+}
+
+impl SharedState {
+    async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        let url = settings.redis_url.as_deref().map(str::trim);
+        let Some(url) = url.filter(|u| !u.is_empty()) else {
+            return Ok(Self {
+                fanout: Arc::new(InProcessFanout::default()),
+                presence: Arc::new(InProcessPresence::default()),
+                limiter: Arc::new(InProcessRateLimiter::default()),
+                redis: None,
+            });
+        };
+        // Fails only on a malformed URL; an unreachable Redis is retried in the background.
+        let redis = mdcreator_redis::connect(url)
+            .await
+            .context("configuring Redis")?;
+        Ok(Self {
+            fanout: Arc::new(redis.fanout()),
+            presence: Arc::new(redis.presence()),
+            limiter: Arc::new(redis.rate_limiter()),
+            redis: Some(redis),
+        })
+    }
+}
+
+struct SqlReadiness {
+    store: SqlStore,
+    /// Checked too when configured.
+    redis: Option<RedisClients>,
+}
+
+#[async_trait::async_trait]
+impl Readiness for SqlReadiness {
+    async fn check(&self) -> Result<(), String> {
+        self.store
+            .ping()
+            .await
+            .map_err(|_| "database unreachable".to_owned())?;
+        match self.store.pending_migrations().await {
+            Ok(0) => {}
+            Ok(n) => return Err(format!("{n} migrations pending; run `mdcreator migrate`")),
+            Err(_) => return Err("cannot read the migration table".to_owned()),
+        }
+        if let Some(redis) = &self.redis {
+            redis
+                .ping()
+                .await
+                .map_err(|_| "redis unreachable".to_owned())?;
+        }
+        Ok(())
+    }
+}
+
+/// What authenticates users: the identity provider, its token verifier and, for the built-in
+/// issuer only, the keys that `/.well-known/jwks.json` publishes.
+type Authentication = (
+    Arc<dyn IdentityProvider>,
+    Arc<dyn TokenVerifier>,
+    Option<Arc<dyn KeySet>>,
+);
+
+/// Built-in accounts: the server's own issuer, keys shared through the database.
+async fn local_auth(
+    settings: &Settings,
+    db: Arc<SqlStore>,
+    public_url: &str,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Authentication> {
     let token_settings = TokenSettings {
         issuer: public_url.trim_end_matches('/').to_owned(),
         client_id: settings.client_id.clone(),
@@ -218,78 +563,26 @@ async fn wire(settings: &Settings, store: SqlStore, public_url: &str) -> anyhow:
             ..LocalIdentitySettings::default()
         },
     ));
-
-    let access = Access::new(db.clone(), db.clone());
-    let users = Arc::new(UserService::new(db.clone(), db.clone(), clock.clone()));
-    let limits = Limits {
-        max_document_bytes: settings.max_document_bytes,
-    };
-    Ok(AppState {
-        auth: AuthService::new(
-            AuthPorts {
-                identity,
-                verifier,
-                users: db.clone(),
-                api_tokens: db.clone(),
-                limiter: limiter.clone(),
-                clock: clock.clone(),
-            },
-            users.clone(),
-        ),
-        users,
-        api_tokens: ApiTokenService::new(db.clone(), clock.clone()),
-        workspaces: WorkspaceService::new(db.clone(), access.clone(), db.clone(), clock.clone()),
-        members: MemberService::new(db.clone(), access.clone(), db.clone(), clock.clone()),
-        invitations: InvitationService::new(
-            db.clone(),
-            db.clone(),
-            db.clone(),
-            db.clone(),
-            access.clone(),
-            db.clone(),
-            clock.clone(),
-        ),
-        folders: FolderService::new(
-            db.clone(),
-            db.clone(),
-            access.clone(),
-            db.clone(),
-            clock.clone(),
-        ),
-        documents: DocumentService::new(
-            db.clone(),
-            db.clone(),
-            db.clone(),
-            access,
-            db.clone(),
-            clock.clone(),
-            limits,
-        ),
-        idempotency: db.clone(),
-        limiter,
-        clock,
-        readiness: Arc::new(SqlReadiness(store)),
-        keys: Some(Arc::new(IssuerKeys(issuer))),
-        requests_per_minute: settings.requests_per_minute,
-        max_json_bytes: settings.max_json_bytes,
-    })
+    Ok((identity, verifier, Some(Arc::new(IssuerKeys(issuer)))))
 }
 
-struct SqlReadiness(SqlStore);
-
-#[async_trait::async_trait]
-impl Readiness for SqlReadiness {
-    async fn check(&self) -> Result<(), String> {
-        self.0
-            .ping()
-            .await
-            .map_err(|_| "database unreachable".to_owned())?;
-        match self.0.pending_migrations().await {
-            Ok(0) => Ok(()),
-            Ok(n) => Err(format!("{n} migrations pending; run `mdcreator migrate`")),
-            Err(_) => Err("cannot read the migration table".to_owned()),
-        }
-    }
+/// AWS Cognito: accounts in the user pool, access tokens checked against its JWKS. Users are
+/// provisioned on their first authenticated call (from the token's `sub` and `GetUser`).
+async fn cognito_auth(
+    settings: &CognitoSettings,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Authentication> {
+    let identity = CognitoIdentity::connect(settings)
+        .await
+        .context("configuring Cognito")?;
+    let verifier =
+        CognitoTokenVerifier::new(settings, clock).context("configuring the Cognito verifier")?;
+    tracing::info!(
+        user_pool = %settings.user_pool_id,
+        issuer = %verifier.issuer(),
+        "accounts: AWS Cognito"
+    );
+    Ok((Arc::new(identity), Arc::new(verifier), None))
 }
 
 struct IssuerKeys(Arc<TokenIssuer>);
@@ -331,7 +624,19 @@ fn problem_for_framework_errors<B: MessageBody + 'static>(
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();
+    // Routes declared per method (`#[get]`, `#[post]`) fall through to "not found" when only the
+    // method is wrong; a path that some route matches is a 405.
+    let known_path = status == StatusCode::NOT_FOUND
+        && res
+            .request()
+            .resource_map()
+            .has_resource(res.request().path());
     let error = match status.as_u16() {
+        404 if known_path => ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this endpoint does not take that method",
+        ),
         404 => ApiError::not_found("route_not_found", "no such endpoint"),
         405 => ApiError::new(
             status,

@@ -4,13 +4,17 @@ use std::sync::Arc;
 
 use mdcreator_domain::Clock;
 use mdcreator_domain::api_tokens::ApiTokenService;
+use mdcreator_domain::attachments::AttachmentService;
+use mdcreator_domain::context_files::ContextFileService;
 use mdcreator_domain::documents::DocumentService;
+use mdcreator_domain::fanout::Fanout;
 use mdcreator_domain::folders::FolderService;
 use mdcreator_domain::idempotency::IdempotencyStore;
 use mdcreator_domain::identity::AuthService;
 use mdcreator_domain::invitations::InvitationService;
 use mdcreator_domain::members::MemberService;
 use mdcreator_domain::ports::RateLimiter;
+use mdcreator_domain::presence::Presence;
 use mdcreator_domain::users::UserService;
 use mdcreator_domain::workspaces::WorkspaceService;
 
@@ -35,8 +39,20 @@ pub struct AppState {
     pub invitations: InvitationService,
     pub folders: FolderService,
     pub documents: DocumentService,
+    pub attachments: AttachmentService,
+    pub context_files: ContextFileService,
+    /// Devices, push, pull, pokes, feed retention.
+    pub sync: Arc<mdcreator_domain::sync::SyncService>,
+    /// The embedded blob store behind `/api/v1/blobs/…` (absent with S3).
+    pub local_blobs: Option<crate::routes::blobs::LocalBlobs>,
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub limiter: Arc<dyn RateLimiter>,
+    /// Broadcast between instances (Redis pub/sub, or in process).
+    pub fanout: Arc<dyn Fanout>,
+    /// Who is connected to which document, on every instance (Redis, or in process).
+    pub presence: Arc<dyn Presence>,
+    /// Live collaboration: the rooms, the WebSocket tickets.
+    pub collab: crate::collab::CollabState,
     pub clock: Arc<dyn Clock>,
     pub readiness: Arc<dyn Readiness>,
     pub keys: Option<Arc<dyn KeySet>>,

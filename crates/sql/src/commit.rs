@@ -22,7 +22,8 @@ use chrono::{DateTime, Utc};
 use mdcreator_domain::feed::{
     AuditEvent, Change, Check, CommitError, Committed, UnitOfWork, Write, WriteBatch,
 };
-use mdcreator_domain::{Role, UserId, WorkspaceId};
+use mdcreator_domain::attachments::FileStatus;
+use mdcreator_domain::{DocumentId, Role, UserId, WorkspaceId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
@@ -33,7 +34,7 @@ use uuid::Uuid;
 
 use crate::SqlStore;
 use crate::entity::{
-    audit_events, changes, document_versions, documents, folders, invitations, users,
+    attachments, audit_events, changes, context_files, document_versions, documents, folders, invitations, users,
     workspace_members, workspaces,
 };
 use crate::error::{store_error, write_error};
@@ -107,6 +108,7 @@ async fn apply(
             rows.push(rows::change_row(
                 change,
                 seq,
+                *head,
                 batch.actor,
                 batch.device,
                 now,
@@ -336,6 +338,7 @@ async fn apply_write(
             updated_at,
         } => {
             use documents::Column as C;
+            move_files_with_document(txn, *id, *deleted_at).await?;
             let r = documents::Entity::update_many()
                 .col_expr(C::DeletedAt, Expr::value(*deleted_at))
                 .col_expr(C::UpdatedBy, Expr::value(updated_by.0))
@@ -353,11 +356,107 @@ async fn apply_write(
             let q = document_versions::Entity::insert(rows::version_row(version));
             inserted("document_versions", q.exec_without_returning(txn).await)
         }
+        Write::InsertAttachment(attachment) => {
+            let q = attachments::Entity::insert(rows::attachment_row(attachment));
+            inserted("attachments", q.exec_without_returning(txn).await)
+        }
+        Write::UpdateAttachment {
+            attachment: a,
+            expected,
+        } => {
+            use attachments::Column as C;
+            let r = attachments::Entity::update_many()
+                .col_expr(C::Status, Expr::value(a.status.as_str()))
+                .col_expr(C::Sha256, Expr::value(a.sha256.clone()))
+                .col_expr(C::UpdatedAt, Expr::value(a.updated_at))
+                .col_expr(C::ExpiresAt, Expr::value(a.expires_at))
+                .col_expr(C::DeletedAt, Expr::value(a.deleted_at))
+                .filter(C::Id.eq(a.id.0))
+                .filter(C::Status.eq(expected.as_str()))
+                .exec(txn)
+                .await;
+            one_row("attachments", r.map(|r| r.rows_affected))
+        }
+        Write::InsertContextFile(file) => {
+            let q = context_files::Entity::insert(rows::context_file_row(file));
+            inserted("context_files", q.exec_without_returning(txn).await)
+        }
+        Write::UpdateContextFile { file: f, expected } => {
+            use context_files::Column as C;
+            let (storage_key, inline_text) = rows::context_body(&f.body);
+            let r = context_files::Entity::update_many()
+                .col_expr(C::Name, Expr::value(f.name.clone()))
+                .col_expr(C::ContentType, Expr::value(f.content_type.clone()))
+                .col_expr(C::StorageKey, Expr::value(storage_key))
+                .col_expr(C::InlineText, Expr::value(inline_text))
+                .col_expr(C::ContentHash, Expr::value(rows::stored_hash(f)))
+                .col_expr(C::Size, Expr::value(f.size))
+                .col_expr(C::Version, Expr::value(f.version.0))
+                .col_expr(C::Status, Expr::value(f.status.as_str()))
+                .col_expr(C::UpdatedAt, Expr::value(f.updated_at))
+                .col_expr(C::ExpiresAt, Expr::value(f.expires_at))
+                .col_expr(C::DeletedAt, Expr::value(f.deleted_at))
+                .filter(C::Id.eq(f.id.0))
+                .filter(C::Version.eq(expected.0))
+                .exec(txn)
+                .await;
+            one_row("context_files", r.map(|r| r.rows_affected))
+        }
+        Write::InsertDevice(_) | Write::DeleteDevice { .. } | Write::AdvanceDevice { .. } => {
+            crate::sync::apply_device_write(txn, write, now).await
+        }
         Write::Audit(event) => {
             let q = audit_events::Entity::insert(audit_row(event, actor, now));
             inserted("audit_events", q.exec_without_returning(txn).await)
         }
     }
+}
+
+/// A document's attachments and context files follow it into the trash (`Some`: live ones get
+/// the document's `deleted_at`) and out of it (`None`: every one not `deleted` is live again).
+/// Tombstones (`status = 'deleted'`) stay tombstones.
+async fn move_files_with_document(
+    txn: &DatabaseTransaction,
+    document: DocumentId,
+    deleted_at: Option<DateTime<Utc>>,
+) -> Result<(), CommitError> {
+    let deleted = FileStatus::Deleted.as_str();
+    match deleted_at {
+        Some(at) => {
+            attachments::Entity::update_many()
+                .col_expr(attachments::Column::DeletedAt, Expr::value(at))
+                .filter(attachments::Column::DocumentId.eq(document.0))
+                .filter(attachments::Column::DeletedAt.is_null())
+                .exec(txn)
+                .await
+                .map_err(|e| write_error("attachments", e))?;
+            context_files::Entity::update_many()
+                .col_expr(context_files::Column::DeletedAt, Expr::value(at))
+                .filter(context_files::Column::DocumentId.eq(document.0))
+                .filter(context_files::Column::DeletedAt.is_null())
+                .exec(txn)
+                .await
+                .map_err(|e| write_error("context_files", e))?;
+        }
+        None => {
+            let none: Option<DateTime<Utc>> = None;
+            attachments::Entity::update_many()
+                .col_expr(attachments::Column::DeletedAt, Expr::value(none))
+                .filter(attachments::Column::DocumentId.eq(document.0))
+                .filter(attachments::Column::Status.ne(deleted))
+                .exec(txn)
+                .await
+                .map_err(|e| write_error("attachments", e))?;
+            context_files::Entity::update_many()
+                .col_expr(context_files::Column::DeletedAt, Expr::value(none))
+                .filter(context_files::Column::DocumentId.eq(document.0))
+                .filter(context_files::Column::Status.ne(deleted))
+                .exec(txn)
+                .await
+                .map_err(|e| write_error("context_files", e))?;
+        }
+    }
+    Ok(())
 }
 
 fn audit_row(

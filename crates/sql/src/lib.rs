@@ -20,12 +20,15 @@ use serde::Deserialize;
 
 mod accounts;
 mod api_tokens;
+mod collab;
 mod commit;
 mod documents;
+mod files;
 pub mod entity;
 mod error;
 mod idempotency;
 mod rows;
+mod sync;
 mod workspaces;
 
 /// Connection settings; the database URL is passed separately (it may hold a password).

@@ -2,6 +2,9 @@
 //! malformed e-mail) is a [`StoreError::Unexpected`], never a panic.
 
 use chrono::{DateTime, Utc};
+use mdcreator_domain::attachments::{Attachment, FileStatus};
+use mdcreator_domain::blobs::BlobKey;
+use mdcreator_domain::context_files::{ContextBody, ContextFile};
 use mdcreator_domain::documents::{
     Document, DocumentSummary, DocumentVersion, VersionReason, VersionSummary,
 };
@@ -15,13 +18,16 @@ use mdcreator_domain::invitations::{Invitation, InvitationKind};
 use mdcreator_domain::members::Member;
 use mdcreator_domain::users::User;
 use mdcreator_domain::workspaces::Workspace;
-use mdcreator_domain::{ContentHash, DeviceId, Email, Role, StoreError, UserId, Version};
+use mdcreator_domain::{
+    AttachmentId, ContentHash, ContextFileId, DeviceId, DocumentId, Email, Role, StoreError, UserId,
+    Version,
+};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{DerivePartialModel, FromQueryResult, IntoActiveModel};
 use uuid::Uuid;
 
 use crate::entity::{
-    changes, document_versions, documents, folders, invitations, local_accounts, refresh_tokens,
+    attachments, changes, context_files, document_versions, documents, folders, invitations, local_accounts, refresh_tokens,
     signing_keys, users, workspace_members, workspaces,
 };
 use crate::error::corrupt;
@@ -325,6 +331,7 @@ pub(crate) fn workspace_row(w: &Workspace) -> workspaces::ActiveModel {
         name: w.name.clone(),
         slug: w.slug.clone(),
         change_seq: 0,
+        feed_horizon_seq: 0,
         settings: w.settings.clone(),
         created_by: w.created_by.map(|u| u.0),
         created_at: w.created_at,
@@ -412,10 +419,12 @@ pub(crate) fn version_row(v: &DocumentVersion) -> document_versions::ActiveModel
     .into_active_model()
 }
 
-/// One change-feed row; `seq`, actor, device and time come from the committing batch.
+/// One change-feed row; `seq`, the commit's last seq, actor, device and time come from the
+/// committing batch.
 pub(crate) fn change_row(
     c: &Change,
     seq: i64,
+    commit_end_seq: i64,
     actor: Option<UserId>,
     device: Option<DeviceId>,
     at: DateTime<Utc>,
@@ -430,6 +439,7 @@ pub(crate) fn change_row(
         actor_id: actor.map(|u| u.0),
         device_id: device.map(|d| d.0),
         at,
+        commit_end_seq: Some(commit_end_seq),
     }
     .into_active_model()
 }
@@ -489,4 +499,124 @@ pub(crate) fn signing_key_row(k: &SigningKey) -> signing_keys::ActiveModel {
 /// E-mails are stored lower-case so that equality is case-insensitive on both backends.
 pub(crate) fn stored_email(email: &Email) -> String {
     email.as_str().to_lowercase()
+}
+
+// ---------------------------------------------------------------------------------------------
+// attachments and context files
+
+pub(crate) fn attachment(m: attachments::Model) -> Result<Attachment, StoreError> {
+    Ok(Attachment {
+        id: AttachmentId(m.id),
+        workspace_id: m.workspace_id.into(),
+        document_id: DocumentId(m.document_id),
+        storage_key: BlobKey::parse(&m.storage_key)
+            .map_err(|_| corrupt("attachment storage key", &m.storage_key))?,
+        filename: m.filename,
+        content_type: m.content_type,
+        size: m.size,
+        sha256: m.sha256,
+        status: file_status(&m.status)?,
+        created_by: m.created_by.map(UserId),
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        expires_at: m.expires_at,
+        deleted_at: m.deleted_at,
+    })
+}
+
+pub(crate) fn attachment_row(a: &Attachment) -> attachments::ActiveModel {
+    attachments::Model {
+        id: a.id.0,
+        workspace_id: a.workspace_id.0,
+        document_id: a.document_id.0,
+        storage_key: a.storage_key.as_str().to_owned(),
+        filename: a.filename.clone(),
+        content_type: a.content_type.clone(),
+        size: a.size,
+        sha256: a.sha256.clone(),
+        status: a.status.as_str().to_owned(),
+        created_by: a.created_by.map(|u| u.0),
+        created_at: a.created_at,
+        updated_at: a.updated_at,
+        expires_at: a.expires_at,
+        deleted_at: a.deleted_at,
+    }
+    .into_active_model()
+}
+
+pub(crate) fn context_file(m: context_files::Model) -> Result<ContextFile, StoreError> {
+    let body = match (m.storage_key, m.inline_text) {
+        (Some(key), None) => ContextBody::Blob(
+            BlobKey::parse(&key).map_err(|_| corrupt("context file storage key", &key))?,
+        ),
+        (None, Some(text)) => ContextBody::Inline(text),
+        (key, text) => {
+            return Err(corrupt(
+                "context file body",
+                (key, text.map(|t| t.len())),
+            ));
+        }
+    };
+    Ok(ContextFile {
+        id: ContextFileId(m.id),
+        workspace_id: m.workspace_id.into(),
+        document_id: m.document_id.map(DocumentId),
+        name: m.name,
+        content_type: m.content_type,
+        body,
+        content_hash: Some(m.content_hash)
+            .filter(|h| !h.is_empty())
+            .map(ContentHash::from_stored),
+        size: m.size,
+        version: Version(m.version),
+        status: file_status(&m.status)?,
+        created_by: m.created_by.map(UserId),
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        expires_at: m.expires_at,
+        deleted_at: m.deleted_at,
+    })
+}
+
+pub(crate) fn context_file_row(f: &ContextFile) -> context_files::ActiveModel {
+    let (storage_key, inline_text) = context_body(&f.body);
+    context_files::Model {
+        id: f.id.0,
+        workspace_id: f.workspace_id.0,
+        document_id: f.document_id.map(|d| d.0),
+        name: f.name.clone(),
+        content_type: f.content_type.clone(),
+        storage_key,
+        inline_text,
+        content_hash: stored_hash(f),
+        size: f.size,
+        version: f.version.0,
+        status: f.status.as_str().to_owned(),
+        created_by: f.created_by.map(|u| u.0),
+        created_at: f.created_at,
+        updated_at: f.updated_at,
+        expires_at: f.expires_at,
+        deleted_at: f.deleted_at,
+    }
+    .into_active_model()
+}
+
+/// `(storage_key, inline_text)`: exactly one is set.
+pub(crate) fn context_body(body: &ContextBody) -> (Option<String>, Option<String>) {
+    match body {
+        ContextBody::Blob(key) => (Some(key.as_str().to_owned()), None),
+        ContextBody::Inline(text) => (None, Some(text.clone())),
+    }
+}
+
+/// An unknown hash (pending upload, a store that reports none) is stored as `""`.
+pub(crate) fn stored_hash(f: &ContextFile) -> String {
+    f.content_hash
+        .as_ref()
+        .map(|h| h.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+fn file_status(stored: &str) -> Result<FileStatus, StoreError> {
+    FileStatus::parse(stored).ok_or_else(|| corrupt("file status", stored))
 }

@@ -335,6 +335,32 @@ async fn renaming_needs_if_match_but_moving_does_not() {
 }
 
 #[tokio::test]
+async fn a_refused_rename_moves_nothing() {
+    let d = doc("x");
+    // No commit is expected: the precondition fails before the move is written.
+    let svc = build(setup(
+        Some(Role::Editor),
+        Some(d.clone()),
+        MockUnitOfWork::new(),
+    ));
+    for if_match in [None, Some("\"1-0000000000000000\"")] {
+        let patch = DocumentPatch {
+            title: Some("New".into()),
+            folder_id: Some(None),
+            position: Some(9.0),
+        };
+        let r = svc.update(&caller(), d.id, patch, if_match).await;
+        assert!(
+            matches!(
+                r,
+                Err(DocumentError::PreconditionRequired | DocumentError::VersionConflict { .. })
+            ),
+            "{r:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn restoring_a_version_creates_a_new_one() {
     let d = doc("current");
     let mut s = setup(Some(Role::Editor), Some(d.clone()), MockUnitOfWork::new());

@@ -1,10 +1,14 @@
 //! HTTP routes. Handlers parse, call one use case, and map the result.
 
+pub mod attachments;
 pub mod auth;
+pub mod blobs;
+pub mod context_files;
 pub mod documents;
 pub mod dto;
 pub mod folders;
 pub mod ops;
+pub mod sync;
 pub mod users;
 pub mod workspaces;
 
@@ -12,13 +16,20 @@ use actix_web::web;
 
 /// Everything under `/api/v1`, plus the public well-known and operations endpoints.
 pub fn configure(cfg: &mut web::ServiceConfig, max_document_bytes: usize) {
-    cfg.configure(ops::configure).service(
+    cfg.configure(ops::configure)
+        .configure(crate::collab::configure_ws)
+        .service(
         web::scope("/api/v1")
+            .configure(crate::collab::configure_api)
             .configure(auth::configure)
             .configure(users::configure)
             .configure(workspaces::configure)
             .configure(folders::configure)
-            .configure(|c| documents::configure(c, max_document_bytes)),
+            .configure(|c| documents::configure(c, max_document_bytes))
+            .configure(attachments::configure)
+            .configure(context_files::configure)
+            .configure(sync::configure)
+            .configure(blobs::configure),
     );
 }
 

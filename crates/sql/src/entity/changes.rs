@@ -18,6 +18,8 @@ pub struct Model {
     pub actor_id: Option<Uuid>,
     pub device_id: Option<Uuid>,
     pub at: DateTimeUtc,
+    /// The last seq of the commit that wrote this row (in its workspace): pull pages end there.
+    pub commit_end_seq: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -21,9 +21,14 @@ pub struct Model {
     pub content_hash: String,
     pub size: i64,
     pub version: i64,
+    /// `pending` (upload under way), `ready` or `deleted` (object removed).
+    #[sea_orm(column_type = "Text")]
+    pub status: String,
     pub created_by: Option<Uuid>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// When a pending upload's URL runs out.
+    pub expires_at: Option<DateTimeUtc>,
     pub deleted_at: Option<DateTimeUtc>,
 }
 

@@ -12,6 +12,8 @@ pub struct Model {
     #[sea_orm(column_type = "Text", unique)]
     pub slug: String,
     pub change_seq: i64,
+    /// The highest seq compaction removed from `changes`: older cursors are expired.
+    pub feed_horizon_seq: i64,
     #[sea_orm(column_type = "JsonBinary")]
     pub settings: Json,
     pub created_by: Option<Uuid>,

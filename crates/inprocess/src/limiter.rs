@@ -1,4 +1,4 @@
-//! The in-process rate limiter (embedded default): fixed windows in a map.
+//! [`RateLimiter`] inside one process (embedded default): fixed windows in a map.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

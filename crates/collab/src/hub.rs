@@ -1,0 +1,447 @@
+//! The rooms of one instance and the connections into them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use mdcreator_domain::collab::{CollabService, LiveDocuments, YjsStore};
+use mdcreator_domain::fanout::{Fanout, topics};
+use mdcreator_domain::{DocumentId, UserId};
+
+use crate::frame;
+use crate::room::{self, RoomMsg};
+use crate::ydoc;
+
+/// Tunables of the collaboration service.
+#[derive(Debug, Clone)]
+pub struct HubSettings {
+    /// Markdown is materialized at most once per window of activity (and at room close).
+    pub debounce: Duration,
+    /// The update log is compacted once this many updates were appended by this room.
+    pub compact_after_updates: usize,
+    /// …or when no update came for this long.
+    pub compact_when_idle: Duration,
+    /// A room without connections is flushed and evicted after this long.
+    pub evict_after: Duration,
+    /// Awareness states not renewed within this time are removed (y-websocket renews every 15 s).
+    pub awareness_ttl: Duration,
+    /// Largest message accepted from a client (bytes); larger closes with 4413.
+    pub max_message_bytes: usize,
+    /// Messages per second a connection may send on average…
+    pub messages_per_sec: u32,
+    /// …and in a burst.
+    pub message_burst: u32,
+    /// Messages queued for a client before it counts as too slow and is dropped.
+    pub outbound_queue: usize,
+    /// Presence entries live this long unless renewed.
+    pub presence_ttl: Duration,
+}
+
+impl Default for HubSettings {
+    fn default() -> Self {
+        Self {
+            debounce: Duration::from_secs(10),
+            compact_after_updates: 500,
+            compact_when_idle: Duration::from_secs(30),
+            evict_after: Duration::from_secs(5),
+            awareness_ttl: Duration::from_secs(30),
+            max_message_bytes: 4 * 1024 * 1024,
+            messages_per_sec: 200,
+            message_burst: 1000,
+            outbound_queue: 4096,
+            presence_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+/// WebSocket close codes of COLLAB.md (plus the standard ones used here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCode {
+    /// 1001: the server is going away (shutdown).
+    GoingAway,
+    /// 1007: a message that is not valid y-protocols.
+    BadMessage,
+    /// 1011: an internal error (storage down, CRDT panic).
+    Internal,
+    /// 1013: the client reads too slowly to keep up.
+    TooSlow,
+    /// 4401: bad or expired token.
+    Unauthorized,
+    /// 4403: no access (any more).
+    Forbidden,
+    /// 4404: no such document, or not visible.
+    NotFound,
+    /// 4413: message too large.
+    TooLarge,
+    /// 4429: too many messages.
+    Flooding,
+}
+
+impl CloseCode {
+    pub fn code(self) -> u16 {
+        match self {
+            CloseCode::GoingAway => 1001,
+            CloseCode::BadMessage => 1007,
+            CloseCode::Internal => 1011,
+            CloseCode::TooSlow => 1013,
+            CloseCode::Unauthorized => 4401,
+            CloseCode::Forbidden => 4403,
+            CloseCode::NotFound => 4404,
+            CloseCode::TooLarge => 4413,
+            CloseCode::Flooding => 4429,
+        }
+    }
+}
+
+/// What the room sends to a connection.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    Binary(Bytes),
+    Close(CloseCode, String),
+}
+
+/// Who is connecting.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub user_id: UserId,
+    pub display_name: String,
+    /// Read-only peers' document updates are dropped (their awareness is relayed).
+    pub writable: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("the room could not be opened")]
+    Unavailable,
+}
+
+/// The collaboration rooms of this instance. Cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    pub(crate) inner: Arc<HubInner>,
+}
+
+pub(crate) struct HubInner {
+    pub instance: Uuid,
+    pub rooms: Mutex<HashMap<DocumentId, RoomHandle>>,
+    pub store: Arc<dyn YjsStore>,
+    pub service: Arc<CollabService>,
+    pub fanout: Arc<dyn Fanout>,
+    pub settings: HubSettings,
+    pub runtime: tokio::runtime::Handle,
+    next_id: AtomicU64,
+    shutting_down: AtomicBool,
+}
+
+#[derive(Clone)]
+pub(crate) struct RoomHandle {
+    pub tx: mpsc::UnboundedSender<RoomMsg>,
+    pub generation: u64,
+}
+
+impl Hub {
+    /// Rooms run on the Tokio runtime current at this call.
+    pub fn new(
+        store: Arc<dyn YjsStore>,
+        service: Arc<CollabService>,
+        fanout: Arc<dyn Fanout>,
+        settings: HubSettings,
+    ) -> Hub {
+        Hub {
+            inner: Arc::new(HubInner {
+                instance: Uuid::new_v4(),
+                rooms: Mutex::new(HashMap::new()),
+                store,
+                service,
+                fanout,
+                settings,
+                runtime: tokio::runtime::Handle::current(),
+                next_id: AtomicU64::new(1),
+                shutting_down: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub fn settings(&self) -> &HubSettings {
+        &self.inner.settings
+    }
+
+    pub fn instance_id(&self) -> Uuid {
+        self.inner.instance
+    }
+
+    /// Rooms open on this instance.
+    pub fn open_rooms(&self) -> usize {
+        self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Joins `peer` to the document's room (opening it: subscribe, then load). The returned
+    /// connection receives sync step 1 and the awareness states first.
+    pub async fn connect(&self, document: DocumentId, peer: Peer) -> Result<Connection, JoinError> {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        for _ in 0..5 {
+            if self.inner.shutting_down.load(Ordering::Acquire) {
+                return Err(JoinError::ShuttingDown);
+            }
+            let handle = self.room(document);
+            let (out_tx, out_rx) = mpsc::channel(self.inner.settings.outbound_queue);
+            let (ack_tx, ack_rx) = oneshot::channel();
+            let join = RoomMsg::Join {
+                conn: id,
+                peer: peer.clone(),
+                tx: out_tx,
+                ack: ack_tx,
+            };
+            if handle.tx.send(join).is_err() {
+                self.forget(document, handle.generation);
+                continue;
+            }
+            match ack_rx.await {
+                Ok(true) => {
+                    let settings = &self.inner.settings;
+                    return Ok(Connection {
+                        id,
+                        document,
+                        room: handle.tx,
+                        outbound: out_rx,
+                        bucket: TokenBucket::new(settings.messages_per_sec, settings.message_burst),
+                        max_message_bytes: settings.max_message_bytes,
+                    });
+                }
+                Ok(false) => return Err(JoinError::Unavailable),
+                // The room closed between lookup and join (eviction): open a new one.
+                Err(_) => {
+                    self.forget(document, handle.generation);
+                    continue;
+                }
+            }
+        }
+        Err(JoinError::Unavailable)
+    }
+
+    /// SIGTERM: closes every socket with 1001 and flushes every room (materialize, compact).
+    pub async fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::Release);
+        let rooms: Vec<RoomHandle> = {
+            let mut rooms = self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner());
+            rooms.drain().map(|(_, h)| h).collect()
+        };
+        let mut waits = Vec::new();
+        for room in rooms {
+            let (tx, rx) = oneshot::channel();
+            if room.tx.send(RoomMsg::Shutdown { done: tx }).is_ok() {
+                waits.push(rx);
+            }
+        }
+        let all = futures::future::join_all(waits);
+        if tokio::time::timeout(Duration::from_secs(20), all)
+            .await
+            .is_err()
+        {
+            tracing::warn!("some rooms did not flush within 20 s");
+        }
+    }
+
+    fn room(&self, document: DocumentId) -> RoomHandle {
+        let mut rooms = self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = rooms.get(&document) {
+            return h.clone();
+        }
+        let generation = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = RoomHandle { tx, generation };
+        rooms.insert(document, handle.clone());
+        room::spawn(self.inner.clone(), document, generation, rx);
+        handle
+    }
+
+    fn forget(&self, document: DocumentId, generation: u64) {
+        let mut rooms = self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        if rooms.get(&document).is_some_and(|h| h.generation == generation) {
+            rooms.remove(&document);
+        }
+    }
+
+    /// The REST → live path when no room is open here: edit the stored Yjs state, append the
+    /// edit to the log and publish it, so rooms on other instances apply it.
+    async fn apply_text_offline(&self, document: DocumentId, text: &str) -> anyhow::Result<()> {
+        let Some(stored) = self.inner.store.load(document).await? else {
+            return Ok(());
+        };
+        if stored.is_empty() {
+            // The room will seed from the saved Markdown when it opens.
+            return Ok(());
+        }
+        let updates: Vec<Vec<u8>> = stored.updates.into_iter().map(|(_, u)| u).collect();
+        let doc = ydoc::load(stored.state.as_deref(), &updates)?;
+        let Some(update) = ydoc::replace_text(&doc, text)? else {
+            return Ok(());
+        };
+        self.inner.store.append(document, vec![update.clone()]).await?;
+        let payload = room::fanout_payload(self.inner.instance, room::KIND_UPDATE, &update);
+        if let Err(e) = self
+            .inner
+            .fanout
+            .publish(&topics::document(document), payload)
+            .await
+        {
+            tracing::warn!(error = ?e, "could not publish a REST edit; rooms catch up on reload");
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl LiveDocuments for Hub {
+    async fn apply_text(&self, document: DocumentId, text: &str) {
+        let room = {
+            let rooms = self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner());
+            rooms.get(&document).cloned()
+        };
+        if let Some(room) = room {
+            let (tx, rx) = oneshot::channel();
+            let msg = RoomMsg::ApplyText {
+                text: text.to_owned(),
+                done: tx,
+            };
+            if room.tx.send(msg).is_ok()
+                && let Ok(Ok(applied)) = tokio::time::timeout(Duration::from_secs(10), rx).await
+            {
+                if !applied {
+                    tracing::warn!(document = %document, "a REST edit did not reach the live room");
+                }
+                return;
+            }
+        }
+        if let Err(e) = self.apply_text_offline(document, text).await {
+            tracing::warn!(document = %document, error = ?e, "a REST edit did not reach the live document");
+        }
+    }
+}
+
+/// Why a connection must close after a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Close {
+    pub code: CloseCode,
+    pub reason: String,
+}
+
+impl Close {
+    pub fn new(code: CloseCode, reason: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// One client's connection to a room. Dropping it leaves the room (its awareness is removed).
+pub struct Connection {
+    id: u64,
+    document: DocumentId,
+    room: mpsc::UnboundedSender<RoomMsg>,
+    outbound: mpsc::Receiver<Outbound>,
+    bucket: TokenBucket,
+    max_message_bytes: usize,
+}
+
+impl Connection {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn document(&self) -> DocumentId {
+        self.document
+    }
+
+    /// Checks one binary message from the client and hands it to the room. `Err` means: close
+    /// the socket with that code; nothing of the message reached the room.
+    pub fn receive(&mut self, message: Bytes) -> Result<(), Close> {
+        if message.len() > self.max_message_bytes {
+            return Err(Close::new(CloseCode::TooLarge, "message too large"));
+        }
+        if !self.bucket.take(Instant::now()) {
+            return Err(Close::new(CloseCode::Flooding, "too many messages"));
+        }
+        let checked = match frame::check(&message) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(document = %self.document, connection = self.id, error = %e, "refused a malformed frame");
+                return Err(Close::new(CloseCode::BadMessage, e.to_string()));
+            }
+        };
+        let msg = RoomMsg::Frame {
+            conn: self.id,
+            frame: message,
+            checked,
+        };
+        self.room
+            .send(msg)
+            .map_err(|_| Close::new(CloseCode::GoingAway, "room closed"))
+
+    }
+
+    /// The next message for the client; `None` when the room dropped this connection (too slow
+    /// or closed).
+    pub async fn next(&mut self) -> Option<Outbound> {
+        self.outbound.recv().await
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let _ = self.room.send(RoomMsg::Leave { conn: self.id });
+    }
+}
+
+/// Average rate plus burst, per connection.
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, burst: u32) -> Self {
+        Self {
+            rate: f64::from(rate.max(1)),
+            burst: f64::from(burst.max(1)),
+            tokens: f64::from(burst.max(1)),
+            at: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_the_rate() {
+        let mut b = TokenBucket::new(10, 20);
+        let t = Instant::now();
+        assert_eq!((0..25).filter(|_| b.take(t)).count(), 20);
+        assert!(b.take(t + Duration::from_millis(150)));
+        assert!(!b.take(t + Duration::from_millis(150)));
+    }
+}

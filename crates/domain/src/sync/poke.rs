@@ -1,0 +1,185 @@
+//! Pokes: "workspace W advanced to seq S", published after every commit on every instance
+//! (through the [`Fanout`] port), and the per-caller stream the `/sync/events` endpoint serves.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+
+use super::SyncService;
+use crate::access::Caller;
+use crate::fanout::{Fanout, FanoutError, Subscription, topics};
+use crate::feed::{CommitError, Committed, UnitOfWork, Write, WriteBatch};
+use crate::ports::StoreError;
+use crate::workspaces::WorkspaceRepository;
+use crate::{UserId, WorkspaceId};
+
+/// The body of a poke, as published and as sent to clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Poke {
+    pub workspace_id: WorkspaceId,
+    pub seq: i64,
+}
+
+/// The pokes for one caller, until the fan-out ends.
+pub type PokeStream = Pin<Box<dyn Stream<Item = Poke> + Send>>;
+
+/// Publishes a poke for every workspace a commit advanced, and one on each affected user's topic
+/// for membership writes. Wraps the unit of work once, so every write path pokes. Publishing is
+/// best effort: the commit has happened, and clients that miss a poke catch up on their next pull.
+pub struct PokingUnitOfWork {
+    inner: Arc<dyn UnitOfWork>,
+    fanout: Arc<dyn Fanout>,
+}
+
+impl PokingUnitOfWork {
+    pub fn new(inner: Arc<dyn UnitOfWork>, fanout: Arc<dyn Fanout>) -> Self {
+        Self { inner, fanout }
+    }
+
+    async fn publish(&self, topic: String, poke: Poke) {
+        let payload = serde_json::to_vec(&poke).unwrap_or_default();
+        if let Err(FanoutError::Unavailable(e)) = self.fanout.publish(&topic, payload).await {
+            tracing::warn!(error = ?e, %topic, "could not publish a sync poke");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl UnitOfWork for PokingUnitOfWork {
+    async fn commit(&self, batch: WriteBatch) -> Result<Committed, CommitError> {
+        let members: Vec<(UserId, WorkspaceId)> = batch
+            .writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::PutMember { member, .. } => Some((member.user_id, member.workspace_id)),
+                Write::RemoveMember {
+                    workspace_id,
+                    user_id,
+                    ..
+                } => Some((*user_id, *workspace_id)),
+                _ => None,
+            })
+            .collect();
+        let committed = self.inner.commit(batch).await?;
+        for (workspace_id, seq) in &committed.heads {
+            let poke = Poke {
+                workspace_id: *workspace_id,
+                seq: *seq,
+            };
+            self.publish(topics::workspace(*workspace_id), poke).await;
+        }
+        for (user, workspace_id) in members {
+            let seq = committed
+                .heads
+                .iter()
+                .find(|(ws, _)| *ws == workspace_id)
+                .map_or(0, |(_, seq)| *seq);
+            self.publish(topics::user(user), Poke { workspace_id, seq })
+                .await;
+        }
+        Ok(committed)
+    }
+}
+
+impl SyncService {
+    /// The caller's pokes: one per advance of any workspace the caller belongs to, following
+    /// memberships (a workspace joined is subscribed to, one left is dropped, and either change
+    /// is itself poked so the client pulls). Ends when the fan-out does; clients reconnect.
+    pub async fn pokes(&self, caller: &Caller) -> Result<PokeStream, StoreError> {
+        let fanout = self.ports.fanout.clone();
+        let unavailable = |e: FanoutError| match e {
+            FanoutError::Unavailable(e) => StoreError::Unavailable(e),
+        };
+        // The user's topic first: a membership change from now on is not missed.
+        let own = fanout
+            .subscribe(&topics::user(caller.user_id))
+            .await
+            .map_err(unavailable)?;
+        let mut watch = Watch {
+            user: caller.user_id,
+            own,
+            workspaces: HashMap::new(),
+            fanout,
+            repository: self.ports.workspaces.clone(),
+        };
+        watch.follow_memberships().await?;
+        Ok(Box::pin(futures::stream::unfold(
+            watch,
+            |mut watch| async move {
+                loop {
+                    match futures::future::poll_fn(|cx| watch.poll_event(cx)).await {
+                        Event::Own(None) | Event::Workspace(None) => return None,
+                        Event::Own(Some(bytes)) => {
+                            if let Err(e) = watch.follow_memberships().await {
+                                tracing::warn!(error = ?e, "could not re-read memberships");
+                            }
+                            if let Ok(poke) = serde_json::from_slice::<Poke>(&bytes) {
+                                return Some((poke, watch));
+                            }
+                        }
+                        Event::Workspace(Some(bytes)) => {
+                            if let Ok(poke) = serde_json::from_slice::<Poke>(&bytes) {
+                                return Some((poke, watch));
+                            }
+                        }
+                    }
+                }
+            },
+        )))
+    }
+}
+
+enum Event {
+    Own(Option<Vec<u8>>),
+    Workspace(Option<Vec<u8>>),
+}
+
+struct Watch {
+    user: UserId,
+    own: Subscription,
+    workspaces: HashMap<WorkspaceId, Subscription>,
+    fanout: Arc<dyn Fanout>,
+    repository: Arc<dyn WorkspaceRepository>,
+}
+
+impl Watch {
+    /// Subscribes to workspaces joined, drops those left.
+    async fn follow_memberships(&mut self) -> Result<(), StoreError> {
+        let now: Vec<WorkspaceId> = self
+            .repository
+            .workspaces_of(self.user)
+            .await?
+            .into_iter()
+            .map(|v| v.workspace.id)
+            .collect();
+        self.workspaces.retain(|ws, _| now.contains(ws));
+        for ws in now {
+            if self.workspaces.contains_key(&ws) {
+                continue;
+            }
+            match self.fanout.subscribe(&topics::workspace(ws)).await {
+                Ok(sub) => {
+                    self.workspaces.insert(ws, sub);
+                }
+                Err(FanoutError::Unavailable(e)) => return Err(StoreError::Unavailable(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        if let Poll::Ready(m) = self.own.poll_next_unpin(cx) {
+            return Poll::Ready(Event::Own(m));
+        }
+        for sub in self.workspaces.values_mut() {
+            if let Poll::Ready(m) = sub.poll_next_unpin(cx) {
+                return Poll::Ready(Event::Workspace(m));
+            }
+        }
+        Poll::Pending
+    }
+}

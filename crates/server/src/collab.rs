@@ -1,0 +1,529 @@
+//! Collaboration over HTTP: the WebSocket endpoint (actix-ws) in front of the collaboration hub,
+//! single-use connection tickets, and the presence list.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_ws::{AggregatedMessage, CloseReason, ProtocolError};
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use mdcreator_collab::{Close, CloseCode, Connection, Hub, JoinError, Outbound, Peer};
+use mdcreator_domain::collab::{CollabError, CollabService, LiveAccess};
+use mdcreator_domain::identity::AuthError;
+use mdcreator_domain::{Caller, DocumentId};
+
+use crate::extract::Authenticated;
+use crate::problem::ApiError;
+use crate::routes::parse_id;
+use crate::state::AppState;
+
+/// What the collaboration endpoints need, kept apart from the REST services.
+pub struct CollabState {
+    pub hub: Hub,
+    pub service: Arc<CollabService>,
+    pub tickets: Arc<dyn TicketStore>,
+    pub allowed_origins: Vec<String>,
+}
+
+impl CollabState {
+    /// The hub over the store, the fan-out and presence chosen at startup.
+    pub fn build(
+        settings: &crate::Settings,
+        db: Arc<mdcreator_sql::SqlStore>,
+        access: mdcreator_domain::access::Access,
+        presence: Arc<dyn mdcreator_domain::presence::Presence>,
+        fanout: Arc<dyn mdcreator_domain::fanout::Fanout>,
+        clock: Arc<dyn mdcreator_domain::Clock>,
+        limits: mdcreator_domain::values::Limits,
+    ) -> CollabState {
+        let service = Arc::new(CollabService::new(
+            db.clone(),
+            access,
+            db.clone(),
+            presence,
+            clock,
+            limits,
+        ));
+        let hub_settings = mdcreator_collab::HubSettings {
+            debounce: Duration::from_secs(settings.collab_debounce_secs),
+            max_message_bytes: settings.collab_max_message_bytes,
+            messages_per_sec: settings.collab_messages_per_sec,
+            message_burst: settings.collab_message_burst,
+            ..mdcreator_collab::HubSettings::default()
+        };
+        CollabState {
+            hub: Hub::new(db, service.clone(), fanout, hub_settings),
+            service,
+            tickets: Arc::new(InMemoryTickets::default()),
+            allowed_origins: settings.allowed_origins(),
+        }
+    }
+}
+
+/// SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Routes outside `/api/v1`: the WebSocket endpoint in both shapes clients use.
+pub fn configure_ws(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ws/documents/{id}", web::get().to(socket))
+        .route("/ws/documents/{id}/{room}", web::get().to(socket));
+}
+
+/// Routes inside `/api/v1`.
+pub fn configure_api(cfg: &mut web::ServiceConfig) {
+    cfg.service(create_ticket).service(document_presence);
+}
+
+// ---- tickets ------------------------------------------------------------------------------
+
+/// How long a ticket may wait for its socket.
+pub const TICKET_TTL_SECS: u64 = 60;
+
+/// Who a ticket stands for.
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    pub document: DocumentId,
+    pub caller: Caller,
+    pub display_name: String,
+    /// The bearer token it was issued for (kept in memory only) and when that token expires.
+    pub token: String,
+    pub token_expires_at: Option<DateTime<Utc>>,
+}
+
+/// Single-use tickets for `?ticket=`. In memory: valid only on the instance that issued it,
+/// which is enough for one instance (or a load balancer with sticky sessions); several
+/// instances behind a round-robin balancer need a shared store (a Redis key with a TTL).
+pub trait TicketStore: Send + Sync {
+    fn issue(&self, ticket: Ticket) -> String;
+    /// The ticket, once: a second take (or one after its TTL) is `None`.
+    fn take(&self, id: &str) -> Option<Ticket>;
+}
+
+#[derive(Default)]
+pub struct InMemoryTickets {
+    tickets: Mutex<HashMap<String, (Ticket, Instant)>>,
+}
+
+impl TicketStore for InMemoryTickets {
+    fn issue(&self, ticket: Ticket) -> String {
+        let mut raw = [0u8; 24];
+        rand::rng().fill_bytes(&mut raw);
+        let id = hex::encode(raw);
+        let mut map = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        map.retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(TICKET_TTL_SECS));
+        map.insert(id.clone(), (ticket, now));
+        id
+    }
+
+    fn take(&self, id: &str) -> Option<Ticket> {
+        let mut map = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
+        let (ticket, at) = map.remove(id)?;
+        (at.elapsed() < Duration::from_secs(TICKET_TTL_SECS)).then_some(ticket)
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TicketDto {
+    pub ticket: String,
+    pub expires_in: u64,
+}
+
+/// A single-use ticket for `GET /ws/documents/{id}?ticket=…` (≥ viewer), valid 60 s.
+#[utoipa::path(tag = "collaboration", security(("bearer" = [])), params(("id" = Uuid, Path)), responses(
+    (status = 200, body = TicketDto), (status = 404, body = crate::problem::Problem),
+))]
+#[post("/documents/{id}/ws-ticket")]
+pub async fn create_ticket(
+    state: web::Data<AppState>,
+    auth: Authenticated,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let document: DocumentId = parse_id(&path, "document id")?;
+    state
+        .collab
+        .service
+        .join(&auth.caller, document)
+        .await
+        .map_err(collab_error)?;
+    let id = state.collab.tickets.issue(Ticket {
+        document,
+        caller: auth.caller,
+        display_name: auth.user.display_name.clone(),
+        token_expires_at: jwt_expiry(&auth.token),
+        token: auth.token,
+    });
+    Ok(HttpResponse::Ok().json(TicketDto {
+        ticket: id,
+        expires_in: TICKET_TTL_SECS,
+    }))
+}
+
+// ---- presence -----------------------------------------------------------------------------
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PresentUserDto {
+    pub user_id: uuid::Uuid,
+    pub display_name: String,
+    pub since: DateTime<Utc>,
+    pub connections: usize,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PresenceDto {
+    pub items: Vec<PresentUserDto>,
+}
+
+/// Users connected to the document live, on any instance (≥ viewer).
+#[utoipa::path(tag = "collaboration", security(("bearer" = [])), params(("id" = Uuid, Path)), responses(
+    (status = 200, body = PresenceDto), (status = 404, body = crate::problem::Problem),
+))]
+#[get("/documents/{id}/presence")]
+pub async fn document_presence(
+    state: web::Data<AppState>,
+    auth: Authenticated,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let document: DocumentId = parse_id(&path, "document id")?;
+    let users = state
+        .collab
+        .service
+        .presence(&auth.caller, document)
+        .await
+        .map_err(collab_error)?;
+    Ok(HttpResponse::Ok().json(PresenceDto {
+        items: users
+            .into_iter()
+            .map(|u| PresentUserDto {
+                user_id: u.user_id.0,
+                display_name: u.display_name,
+                since: u.since,
+                connections: u.connections,
+            })
+            .collect(),
+    }))
+}
+
+fn collab_error(e: CollabError) -> ApiError {
+    match e {
+        CollabError::NotFound => ApiError::not_found("document_not_found", "document not found"),
+        CollabError::Forbidden => ApiError::forbidden(),
+        CollabError::Store(e) => e.into(),
+    }
+}
+
+// ---- the socket ---------------------------------------------------------------------------
+
+/// Ping every 30 s; a client silent on pongs for 60 s is gone.
+const PING_EVERY: Duration = Duration::from_secs(30);
+const PONG_TIMEOUT: Duration = Duration::from_secs(60);
+/// Tokens, membership and roles are checked again this often.
+const RECHECK_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Deserialize, Default)]
+struct SocketQuery {
+    token: Option<String>,
+    ticket: Option<String>,
+}
+
+/// The upgrade is always accepted; refusals are close codes (browsers cannot read the status of
+/// a failed upgrade, but they can read a close code).
+async fn socket(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+    path: web::Path<Vec<String>>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let max = state.collab.hub.settings().max_message_bytes;
+    let stream = stream
+        .max_frame_size(max)
+        .aggregate_continuations()
+        .max_continuation_size(max);
+    let query: SocketQuery = serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
+    let request = SocketRequest {
+        segments: path.into_inner(),
+        origin: req
+            .headers()
+            .get(header::ORIGIN)
+            .map(|v| v.to_str().unwrap_or("\u{0}").to_owned()),
+        bearer: crate::extract::bearer_token(&req).ok(),
+        query,
+    };
+    actix_web::rt::spawn(serve(state.into_inner(), request, session, stream));
+    Ok(response)
+}
+
+struct SocketRequest {
+    segments: Vec<String>,
+    origin: Option<String>,
+    bearer: Option<String>,
+    query: SocketQuery,
+}
+
+/// An authenticated, authorized socket.
+struct Admitted {
+    document: DocumentId,
+    caller: Caller,
+    display_name: String,
+    /// The bearer to re-verify periodically.
+    token: String,
+    expires_at: Option<DateTime<Utc>>,
+    access: LiveAccess,
+}
+
+async fn serve(
+    state: Arc<AppState>,
+    request: SocketRequest,
+    session: actix_ws::Session,
+    stream: actix_ws::AggregatedMessageStream,
+) {
+    let admitted = match admit(&state, request).await {
+        Ok(a) => a,
+        Err(close) => {
+            tracing::info!(code = close.code.code(), reason = %close.reason, "refused a collaboration socket");
+            close_with(session, close).await;
+            return;
+        }
+    };
+    let peer = Peer {
+        user_id: admitted.caller.user_id,
+        display_name: admitted.display_name.clone(),
+        writable: admitted.access.writable,
+    };
+    let connection = match state.collab.hub.connect(admitted.document, peer).await {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e {
+                JoinError::ShuttingDown => CloseCode::GoingAway,
+                JoinError::Unavailable => CloseCode::Internal,
+            };
+            close_with(session, Close::new(code, e.to_string())).await;
+            return;
+        }
+    };
+    tracing::debug!(document = %admitted.document, user = %admitted.caller.user_id, writable = admitted.access.writable, "collaboration socket open");
+    let close = pump(&state, &admitted, connection, session.clone(), stream).await;
+    if let Some(close) = close {
+        close_with(session, close).await;
+    }
+}
+
+async fn admit(state: &AppState, request: SocketRequest) -> Result<Admitted, Close> {
+    let collab = &state.collab;
+    if let Some(origin) = &request.origin {
+        let allowed = collab
+            .allowed_origins
+            .iter()
+            .any(|o| o == origin.trim_end_matches('/'));
+        if !allowed {
+            return Err(Close::new(CloseCode::Forbidden, "origin not allowed"));
+        }
+    }
+    let document: DocumentId = request
+        .segments
+        .first()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Close::new(CloseCode::NotFound, "no such document"))?;
+    // y-websocket appends the room name: `/ws/documents/{id}/{id}`.
+    if request
+        .segments
+        .get(1)
+        .is_some_and(|room| room.parse::<DocumentId>().ok() != Some(document))
+    {
+        return Err(Close::new(CloseCode::NotFound, "the room must be the document id"));
+    }
+    let (caller, display_name, token, expires_at) = match request.query.ticket.as_deref() {
+        Some(id) => {
+            let t = collab
+                .tickets
+                .take(id)
+                .filter(|t| t.document == document)
+                .ok_or_else(|| Close::new(CloseCode::Unauthorized, "unknown, used or expired ticket"))?;
+            (t.caller, t.display_name, t.token, t.token_expires_at)
+        }
+        None => {
+            let token = request
+                .query
+                .token
+                .or(request.bearer)
+                .ok_or_else(|| Close::new(CloseCode::Unauthorized, "token missing"))?;
+            let (caller, user) = state.auth.authenticate(&token).await.map_err(auth_close)?;
+            let expires_at = jwt_expiry(&token);
+            (caller, user.display_name, token, expires_at)
+        }
+    };
+    if expires_at.is_some_and(|e| e <= Utc::now()) {
+        return Err(Close::new(CloseCode::Unauthorized, "token expired"));
+    }
+    let access = collab
+        .service
+        .join(&caller, document)
+        .await
+        .map_err(|e| match e {
+            CollabError::NotFound => Close::new(CloseCode::NotFound, "no such document"),
+            CollabError::Forbidden => Close::new(CloseCode::Forbidden, "no access"),
+            CollabError::Store(_) => Close::new(CloseCode::Internal, "storage unavailable"),
+        })?;
+    Ok(Admitted {
+        document,
+        caller,
+        display_name,
+        token,
+        expires_at,
+        access,
+    })
+}
+
+/// Moves messages both ways until one side closes. `Some(close)`: close the socket with it.
+async fn pump(
+    state: &AppState,
+    admitted: &Admitted,
+    mut connection: Connection,
+    mut session: actix_ws::Session,
+    mut stream: actix_ws::AggregatedMessageStream,
+) -> Option<Close> {
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    let mut recheck =
+        tokio::time::interval_at(tokio::time::Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
+    let mut last_pong = Instant::now();
+    let expiry = async {
+        match admitted.expires_at {
+            Some(at) => {
+                let left = (at - Utc::now()).to_std().unwrap_or_default();
+                tokio::time::sleep(left).await
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expiry);
+    loop {
+        tokio::select! {
+            message = stream.recv() => match message {
+                Some(Ok(AggregatedMessage::Binary(bytes))) => {
+                    if let Err(close) = connection.receive(bytes) {
+                        return Some(close);
+                    }
+                }
+                Some(Ok(AggregatedMessage::Text(_))) => {
+                    return Some(Close::new(CloseCode::BadMessage, "binary messages only"));
+                }
+                Some(Ok(AggregatedMessage::Ping(p))) => {
+                    if session.pong(&p).await.is_err() {
+                        return None;
+                    }
+                }
+                Some(Ok(AggregatedMessage::Pong(_))) => last_pong = Instant::now(),
+                Some(Ok(AggregatedMessage::Close(_))) | None => {
+                    let _ = session.close(None).await;
+                    return None;
+                }
+                Some(Err(ProtocolError::Overflow)) => {
+                    return Some(Close::new(CloseCode::TooLarge, "message too large"));
+                }
+                Some(Err(e)) => return Some(Close::new(CloseCode::BadMessage, e.to_string())),
+            },
+            out = connection.next() => match out {
+                Some(Outbound::Binary(bytes)) => {
+                    if session.binary(bytes).await.is_err() {
+                        return None;
+                    }
+                }
+                Some(Outbound::Close(code, reason)) => return Some(Close::new(code, reason)),
+                None => return Some(Close::new(CloseCode::TooSlow, "too slow to keep up")),
+            },
+            _ = ping.tick() => {
+                if last_pong.elapsed() > PONG_TIMEOUT {
+                    tracing::info!(document = %admitted.document, "no pong for 60 s; closing");
+                    return None;
+                }
+                if session.ping(b"").await.is_err() {
+                    return None;
+                }
+            }
+            _ = recheck.tick() => {
+                if let Err(close) = recheck_access(state, admitted).await {
+                    return Some(close);
+                }
+            }
+            _ = &mut expiry => return Some(Close::new(CloseCode::Unauthorized, "token expired")),
+        }
+    }
+}
+
+/// The token still verifies (API tokens can be revoked), the user is still a member, and a
+/// writer is still allowed to write.
+async fn recheck_access(state: &AppState, admitted: &Admitted) -> Result<(), Close> {
+    match state.auth.authenticate(&admitted.token).await {
+        Ok(_) => {}
+        Err(AuthError::Token(mdcreator_domain::identity::TokenError::Unavailable(_))) => {}
+        Err(e @ AuthError::Token(_)) => return Err(auth_close(e)),
+        Err(_) => {}
+    }
+    match state
+        .collab
+        .service
+        .join(&admitted.caller, admitted.document)
+        .await
+    {
+        Ok(access) if admitted.access.writable && !access.writable => {
+            Err(Close::new(CloseCode::Forbidden, "no longer allowed to edit"))
+        }
+        Ok(_) => Ok(()),
+        Err(CollabError::NotFound | CollabError::Forbidden) => {
+            Err(Close::new(CloseCode::Forbidden, "access revoked"))
+        }
+        Err(CollabError::Store(_)) => Ok(()),
+    }
+}
+
+fn auth_close(e: AuthError) -> Close {
+    match e {
+        AuthError::Token(mdcreator_domain::identity::TokenError::Unavailable(_)) => {
+            Close::new(CloseCode::Internal, "token keys unavailable")
+        }
+        AuthError::Token(t) => Close::new(CloseCode::Unauthorized, t.code()),
+        _ => Close::new(CloseCode::Unauthorized, "authentication failed"),
+    }
+}
+
+async fn close_with(session: actix_ws::Session, close: Close) {
+    let reason = CloseReason {
+        code: actix_ws::CloseCode::Other(close.code.code()),
+        description: Some(close.reason.chars().take(100).collect()),
+    };
+    let _ = session.close(Some(reason)).await;
+}
+
+/// The `exp` of a JWT (already verified by the caller); `None` for opaque API tokens.
+fn jwt_expiry(token: &str) -> Option<DateTime<Utc>> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    DateTime::from_timestamp(claims.get("exp")?.as_i64()?, 0)
+}
