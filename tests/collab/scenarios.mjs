@@ -224,6 +224,7 @@ const scenarios = {
     ws.on('error', () => {})
     ws.on('unexpected-response', (req, res) => done({ code: null, status: res.statusCode }))
     ws.on('close', (code, reason) => done({ code, reason: reason.toString() }))
+    if (p.openForMs) ws.on('open', () => setTimeout(() => done({ code: null, open: true }), p.openForMs))
   }
 }
 

@@ -97,7 +97,12 @@ async fn create_attachment(
 }
 
 /// PUTs `body` to the upload instructions as curl would: the given headers, the bytes.
-async fn upload(app: &TestApp, created: &Value, content_type: Option<&str>, body: Vec<u8>) -> StatusCode {
+async fn upload(
+    app: &TestApp,
+    created: &Value,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> StatusCode {
     let u = &created["upload"];
     assert_eq!(u["method"], "PUT", "{created}");
     let mut request = app.client.put(u["url"].as_str().unwrap());
@@ -123,7 +128,12 @@ async fn attach(app: &TestApp, user: &User, doc: &str, name: &str, body: &[u8]) 
     assert!(status.is_success(), "upload: {status}");
     let id = created["id"].as_str().unwrap();
     let (status, done) = app
-        .call(user, Method::POST, &format!("/attachments/{id}/complete"), None)
+        .call(
+            user,
+            Method::POST,
+            &format!("/attachments/{id}/complete"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{done}");
     done
@@ -146,7 +156,11 @@ async fn fetch(app: &TestApp, url: &str) -> (StatusCode, Option<String>, Vec<u8>
         .get("content-disposition")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    (status, disposition, response.bytes().await.unwrap().to_vec())
+    (
+        status,
+        disposition,
+        response.bytes().await.unwrap().to_vec(),
+    )
 }
 
 #[tokio::test]
@@ -159,7 +173,9 @@ async fn upload_complete_download_delete() {
             &owner,
             Method::POST,
             &format!("/documents/{doc}/attachments"),
-            Some(&json!({"filename": "notes.txt", "content_type": "text/plain", "size": body.len()})),
+            Some(
+                &json!({"filename": "notes.txt", "content_type": "text/plain", "size": body.len()}),
+            ),
         ))
         .await;
         assert_eq!(status, StatusCode::CREATED, "{created}");
@@ -186,14 +202,24 @@ async fn upload_complete_download_delete() {
 
         // completing before uploading
         let (status, problem) = app
-            .call(&owner, Method::POST, &format!("/attachments/{id}/complete"), None)
+            .call(
+                &owner,
+                Method::POST,
+                &format!("/attachments/{id}/complete"),
+                None,
+            )
             .await;
         assert_problem(status, &problem, StatusCode::CONFLICT, "upload_missing");
 
         let status = upload(&app, &created, Some("text/plain"), body.clone()).await;
         assert!(status.is_success(), "upload: {status}");
         let (status, ready) = app
-            .call(&owner, Method::POST, &format!("/attachments/{id}/complete"), None)
+            .call(
+                &owner,
+                Method::POST,
+                &format!("/attachments/{id}/complete"),
+                None,
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{ready}");
         assert_eq!(ready["status"], "ready");
@@ -203,12 +229,22 @@ async fn upload_complete_download_delete() {
         }
         // idempotent
         let (status, again) = app
-            .call(&owner, Method::POST, &format!("/attachments/{id}/complete"), None)
+            .call(
+                &owner,
+                Method::POST,
+                &format!("/attachments/{id}/complete"),
+                None,
+            )
             .await;
-        assert_eq!((status, &again["status"]), (StatusCode::OK, &json!("ready")));
+        assert_eq!(
+            (status, &again["status"]),
+            (StatusCode::OK, &json!("ready"))
+        );
 
-        let list = app.read(&owner, &format!("/documents/{doc}/attachments")).await;
-        assert_eq!(ids(&list), [id.clone()]);
+        let list = app
+            .read(&owner, &format!("/documents/{doc}/attachments"))
+            .await;
+        assert_eq!(ids(&list), std::slice::from_ref(&id));
         assert_eq!(items(&list)[0]["status"], "ready");
 
         let (status, disposition, bytes) = download(&app, &owner, &id).await;
@@ -234,8 +270,15 @@ async fn upload_complete_download_delete() {
         let (status, problem) = app
             .call(&owner, Method::GET, &format!("/attachments/{id}"), None)
             .await;
-        assert_problem(status, &problem, StatusCode::NOT_FOUND, "attachment_not_found");
-        let list = app.read(&owner, &format!("/documents/{doc}/attachments")).await;
+        assert_problem(
+            status,
+            &problem,
+            StatusCode::NOT_FOUND,
+            "attachment_not_found",
+        );
+        let list = app
+            .read(&owner, &format!("/documents/{doc}/attachments"))
+            .await;
         assert!(items(&list).is_empty(), "{list}");
         // the object is gone from the store too
         assert_eq!(fetch(&app, &url).await.0, StatusCode::NOT_FOUND);
@@ -247,7 +290,8 @@ async fn upload_complete_download_delete() {
 async fn uploads_that_differ_from_the_declaration_are_refused() {
     on_every_store(defaults, |app| async move {
         let (owner, _, doc) = setup(&app).await;
-        let (status, created) = create_attachment(&app, &owner, &doc, "a.txt", "text/plain", 10).await;
+        let (status, created) =
+            create_attachment(&app, &owner, &doc, "a.txt", "text/plain", 10).await;
         assert_eq!(status, StatusCode::CREATED, "{created}");
         let id = created["id"].as_str().unwrap();
 
@@ -257,7 +301,9 @@ async fn uploads_that_differ_from_the_declaration_are_refused() {
         assert!(status.is_client_error(), "other type: {status}");
         let mut tampered = created.clone();
         let url = created["upload"]["url"].as_str().unwrap();
-        let at = url.find("X-Amz-Signature=").map_or(url.len() - 5, |i| i + 20);
+        let at = url
+            .find("X-Amz-Signature=")
+            .map_or(url.len() - 5, |i| i + 20);
         let mut chars: Vec<char> = url.chars().collect();
         chars[at] = if chars[at] == 'a' { 'b' } else { 'a' };
         tampered["upload"]["url"] = json!(chars.into_iter().collect::<String>());
@@ -266,7 +312,12 @@ async fn uploads_that_differ_from_the_declaration_are_refused() {
 
         // nothing was stored
         let (status, problem) = app
-            .call(&owner, Method::POST, &format!("/attachments/{id}/complete"), None)
+            .call(
+                &owner,
+                Method::POST,
+                &format!("/attachments/{id}/complete"),
+                None,
+            )
             .await;
         assert_problem(status, &problem, StatusCode::CONFLICT, "upload_missing");
         let (status, problem) = app
@@ -289,11 +340,14 @@ async fn roles_decide_and_outsiders_see_nothing() {
         let id = ready["id"].as_str().unwrap().to_owned();
 
         // viewers read and download, but do not write
-        let (status, problem) = create_attachment(&app, &viewer, &doc, "v.txt", "text/plain", 1).await;
+        let (status, problem) =
+            create_attachment(&app, &viewer, &doc, "v.txt", "text/plain", 1).await;
         assert_problem(status, &problem, StatusCode::FORBIDDEN, "forbidden");
         assert_eq!(
-            ids(&app.read(&viewer, &format!("/documents/{doc}/attachments")).await),
-            [id.clone()]
+            ids(&app
+                .read(&viewer, &format!("/documents/{doc}/attachments"))
+                .await),
+            std::slice::from_ref(&id)
         );
         assert_eq!(download(&app, &viewer, &id).await.2, b"ready");
         for (method, path) in [
@@ -307,13 +361,38 @@ async fn roles_decide_and_outsiders_see_nothing() {
         // a user of another workspace gets 404 for every attachment URL
         let (status, problem) =
             create_attachment(&app, &outsider, &doc, "o.txt", "text/plain", 1).await;
-        assert_problem(status, &problem, StatusCode::NOT_FOUND, "document_not_found");
+        assert_problem(
+            status,
+            &problem,
+            StatusCode::NOT_FOUND,
+            "document_not_found",
+        );
         for (method, path, code) in [
-            (Method::GET, format!("/documents/{doc}/attachments"), "document_not_found"),
-            (Method::GET, format!("/attachments/{id}"), "attachment_not_found"),
-            (Method::GET, format!("/attachments/{id}?redirect=false"), "attachment_not_found"),
-            (Method::POST, format!("/attachments/{id}/complete"), "attachment_not_found"),
-            (Method::DELETE, format!("/attachments/{id}"), "attachment_not_found"),
+            (
+                Method::GET,
+                format!("/documents/{doc}/attachments"),
+                "document_not_found",
+            ),
+            (
+                Method::GET,
+                format!("/attachments/{id}"),
+                "attachment_not_found",
+            ),
+            (
+                Method::GET,
+                format!("/attachments/{id}?redirect=false"),
+                "attachment_not_found",
+            ),
+            (
+                Method::POST,
+                format!("/attachments/{id}/complete"),
+                "attachment_not_found",
+            ),
+            (
+                Method::DELETE,
+                format!("/attachments/{id}"),
+                "attachment_not_found",
+            ),
         ] {
             let (status, problem) = app.call(&outsider, method.clone(), &path, None).await;
             assert_problem(status, &problem, StatusCode::NOT_FOUND, code);
@@ -321,9 +400,19 @@ async fn roles_decide_and_outsiders_see_nothing() {
         // and so does anyone for an id that does not exist
         let unknown = uuid::Uuid::now_v7();
         let (status, problem) = app
-            .call(&owner, Method::GET, &format!("/attachments/{unknown}"), None)
+            .call(
+                &owner,
+                Method::GET,
+                &format!("/attachments/{unknown}"),
+                None,
+            )
             .await;
-        assert_problem(status, &problem, StatusCode::NOT_FOUND, "attachment_not_found");
+        assert_problem(
+            status,
+            &problem,
+            StatusCode::NOT_FOUND,
+            "attachment_not_found",
+        );
         // nothing changed
         assert_eq!(download(&app, &owner, &id).await.2, b"ready");
     })
@@ -415,24 +504,46 @@ async fn quotas_and_size_limits_answer_413() {
         },
         |app| async move {
             let (owner, _, doc) = setup(&app).await;
-            let (status, problem) =
-                create_attachment(&app, &owner, &doc, "big.bin", "application/octet-stream", 801).await;
-            assert_problem(status, &problem, StatusCode::PAYLOAD_TOO_LARGE, "file_too_large");
+            let (status, problem) = create_attachment(
+                &app,
+                &owner,
+                &doc,
+                "big.bin",
+                "application/octet-stream",
+                801,
+            )
+            .await;
+            assert_problem(
+                status,
+                &problem,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "file_too_large",
+            );
             assert_eq!(problem["limit"], 800);
 
             let (status, first) =
-                create_attachment(&app, &owner, &doc, "a.bin", "application/octet-stream", 600).await;
+                create_attachment(&app, &owner, &doc, "a.bin", "application/octet-stream", 600)
+                    .await;
             assert_eq!(status, StatusCode::CREATED, "{first}");
             // pending uploads count
             let (status, problem) =
-                create_attachment(&app, &owner, &doc, "b.bin", "application/octet-stream", 500).await;
-            assert_problem(status, &problem, StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded");
+                create_attachment(&app, &owner, &doc, "b.bin", "application/octet-stream", 500)
+                    .await;
+            assert_problem(
+                status,
+                &problem,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "quota_exceeded",
+            );
             assert_eq!(
                 (&problem["quota"], &problem["used"], &problem["requested"]),
                 (&json!(1000), &json!(600), &json!(500)),
                 "{problem}"
             );
-            assert!(problem["detail"].as_str().unwrap().contains("quota"), "{problem}");
+            assert!(
+                problem["detail"].as_str().unwrap().contains("quota"),
+                "{problem}"
+            );
             // deleting frees the space
             let id = first["id"].as_str().unwrap();
             let (status, _) = app
@@ -440,7 +551,8 @@ async fn quotas_and_size_limits_answer_413() {
                 .await;
             assert_eq!(status, StatusCode::NO_CONTENT);
             let (status, second) =
-                create_attachment(&app, &owner, &doc, "b.bin", "application/octet-stream", 500).await;
+                create_attachment(&app, &owner, &doc, "b.bin", "application/octet-stream", 500)
+                    .await;
             assert_eq!(status, StatusCode::CREATED, "{second}");
         },
     )
@@ -455,8 +567,13 @@ async fn files_follow_their_document_to_the_trash_and_out_of_existence() {
         let kept_id = kept["id"].as_str().unwrap().to_owned();
         let gone = attach(&app, &owner, &doc, "gone.txt", b"gone").await;
         let gone_id = gone["id"].as_str().unwrap().to_owned();
-        app.call(&owner, Method::DELETE, &format!("/attachments/{gone_id}"), None)
-            .await;
+        app.call(
+            &owner,
+            Method::DELETE,
+            &format!("/attachments/{gone_id}"),
+            None,
+        )
+        .await;
         let (status, context) = app
             .call(
                 &owner,
@@ -478,12 +595,28 @@ async fn files_follow_their_document_to_the_trash_and_out_of_existence() {
             .await;
         assert_eq!(status, StatusCode::NO_CONTENT);
         let (status, _) = app
-            .call(&owner, Method::GET, &format!("/attachments/{kept_id}"), None)
+            .call(
+                &owner,
+                Method::GET,
+                &format!("/attachments/{kept_id}"),
+                None,
+            )
             .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
-        assert!(items(&app.read(&owner, &format!("/documents/{doc}/attachments")).await).is_empty());
+        assert!(
+            items(
+                &app.read(&owner, &format!("/documents/{doc}/attachments"))
+                    .await
+            )
+            .is_empty()
+        );
         let (status, _) = app
-            .call(&owner, Method::GET, &format!("/context-files/{context_id}"), None)
+            .call(
+                &owner,
+                Method::GET,
+                &format!("/context-files/{context_id}"),
+                None,
+            )
             .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         let (status, problem) =
@@ -492,16 +625,24 @@ async fn files_follow_their_document_to_the_trash_and_out_of_existence() {
 
         // and back, but a deleted attachment stays deleted
         let (status, _) = app
-            .call(&owner, Method::POST, &format!("/documents/{doc}/restore"), None)
+            .call(
+                &owner,
+                Method::POST,
+                &format!("/documents/{doc}/restore"),
+                None,
+            )
             .await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
-            ids(&app.read(&owner, &format!("/documents/{doc}/attachments")).await),
-            [kept_id.clone()]
+            ids(&app
+                .read(&owner, &format!("/documents/{doc}/attachments"))
+                .await),
+            std::slice::from_ref(&kept_id)
         );
         assert_eq!(download(&app, &owner, &kept_id).await.2, b"kept");
         assert_eq!(
-            app.read(&owner, &format!("/context-files/{context_id}")).await["content"],
+            app.read(&owner, &format!("/context-files/{context_id}"))
+                .await["content"],
             "terse"
         );
 
@@ -509,16 +650,31 @@ async fn files_follow_their_document_to_the_trash_and_out_of_existence() {
         app.call(&owner, Method::DELETE, &format!("/documents/{doc}"), None)
             .await;
         let (status, body) = app
-            .call(&owner, Method::DELETE, &format!("/documents/{doc}?permanent=true"), None)
+            .call(
+                &owner,
+                Method::DELETE,
+                &format!("/documents/{doc}?permanent=true"),
+                None,
+            )
             .await;
         assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
         let (status, _) = app
-            .call(&owner, Method::GET, &format!("/attachments/{kept_id}"), None)
+            .call(
+                &owner,
+                Method::GET,
+                &format!("/attachments/{kept_id}"),
+                None,
+            )
             .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(fetch(&app, &url).await.0, StatusCode::NOT_FOUND);
         let (status, _) = app
-            .call(&owner, Method::GET, &format!("/context-files/{context_id}"), None)
+            .call(
+                &owner,
+                Method::GET,
+                &format!("/context-files/{context_id}"),
+                None,
+            )
             .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     })
@@ -552,7 +708,7 @@ async fn context_files_inline_and_uploaded() {
         let got = app.read(&viewer, &format!("/context-files/{id}")).await;
         assert_eq!(got["content"], "Write short sentences.");
         let list = app.read(&viewer, &base).await;
-        assert_eq!(ids(&list), [id.clone()]);
+        assert_eq!(ids(&list), std::slice::from_ref(&id));
         assert!(items(&list)[0].get("content").is_none(), "lists carry no text");
         for (method, path) in [
             (Method::GET, base.clone()),
@@ -627,7 +783,7 @@ async fn context_files_inline_and_uploaded() {
         let (status, _, fetched) = fetch(&app, got["download"]["url"].as_str().unwrap()).await;
         assert_eq!((status, fetched.len()), (StatusCode::OK, bytes.len()));
         let of_doc = app.read(&owner, &format!("{base}?document_id={doc}")).await;
-        assert_eq!(ids(&of_doc), [big_id.clone()]);
+        assert_eq!(ids(&of_doc), std::slice::from_ref(&big_id));
 
         let (status, _) = app.call(&owner, Method::DELETE, &path, None).await;
         assert_eq!(status, StatusCode::NO_CONTENT);
@@ -648,13 +804,16 @@ async fn uploads_never_completed_are_swept() {
         },
         |app| async move {
             let (owner, _, doc) = setup(&app).await;
-            let (status, created) = create_attachment(&app, &owner, &doc, "never.txt", "text/plain", 3).await;
+            let (status, created) =
+                create_attachment(&app, &owner, &doc, "never.txt", "text/plain", 3).await;
             assert_eq!(status, StatusCode::CREATED, "{created}");
             let id = created["id"].as_str().unwrap().to_owned();
             let mut swept = false;
             for _ in 0..50 {
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                let list = app.read(&owner, &format!("/documents/{doc}/attachments")).await;
+                let list = app
+                    .read(&owner, &format!("/documents/{doc}/attachments"))
+                    .await;
                 if items(&list).is_empty() {
                     swept = true;
                     break;
@@ -662,9 +821,19 @@ async fn uploads_never_completed_are_swept() {
             }
             assert!(swept, "the pending upload was never swept");
             let (status, problem) = app
-                .call(&owner, Method::POST, &format!("/attachments/{id}/complete"), None)
+                .call(
+                    &owner,
+                    Method::POST,
+                    &format!("/attachments/{id}/complete"),
+                    None,
+                )
                 .await;
-            assert_problem(status, &problem, StatusCode::NOT_FOUND, "attachment_not_found");
+            assert_problem(
+                status,
+                &problem,
+                StatusCode::NOT_FOUND,
+                "attachment_not_found",
+            );
         },
     )
     .await;

@@ -178,7 +178,12 @@ async fn upload_complete_download(t: &Target) {
 
     let meta = store.head(&key).await.unwrap().expect("stored");
     assert_eq!(meta.size, bytes.len() as u64, "{}", t.name);
-    assert_eq!(meta.content_type.as_deref(), Some("text/plain"), "{}", t.name);
+    assert_eq!(
+        meta.content_type.as_deref(),
+        Some("text/plain"),
+        "{}",
+        t.name
+    );
 
     let get = store
         .presign_download(&key, "résumé 1.txt", TTL)
@@ -233,17 +238,29 @@ async fn refusals(t: &Target) {
     let mut bigger = body.clone();
     bigger.push(b'!');
     let status = send_upload(&put, &put.url, Some("text/plain"), bigger).await;
-    assert!(status.is_client_error(), "{}: bigger upload got {status}", t.name);
+    assert!(
+        status.is_client_error(),
+        "{}: bigger upload got {status}",
+        t.name
+    );
     assert_eq!(t.store.head(&key).await.unwrap(), None, "{}", t.name);
 
     // another content type
     let status = send_upload(&put, &put.url, Some("text/html"), body.clone()).await;
-    assert!(status.is_client_error(), "{}: wrong type got {status}", t.name);
+    assert!(
+        status.is_client_error(),
+        "{}: wrong type got {status}",
+        t.name
+    );
     assert_eq!(t.store.head(&key).await.unwrap(), None, "{}", t.name);
 
     // a tampered URL
     let status = send_upload(&put, &tampered(&put.url), Some("text/plain"), body.clone()).await;
-    assert!(status.is_client_error(), "{}: tampered upload got {status}", t.name);
+    assert!(
+        status.is_client_error(),
+        "{}: tampered upload got {status}",
+        t.name
+    );
     assert_eq!(t.store.head(&key).await.unwrap(), None, "{}", t.name);
 
     // the untouched URL still works, once
@@ -256,17 +273,37 @@ async fn refusals(t: &Target) {
         .await
         .unwrap()
         .status();
-    assert!(status.is_client_error(), "{}: tampered download got {status}", t.name);
+    assert!(
+        status.is_client_error(),
+        "{}: tampered download got {status}",
+        t.name
+    );
 
     // expired URLs
     let short = Duration::from_secs(1);
-    let put = t.store.presign_upload(&new_key(), &spec(10), short).await.unwrap();
-    let get = t.store.presign_download(&key, "x.txt", short).await.unwrap();
+    let put = t
+        .store
+        .presign_upload(&new_key(), &spec(10), short)
+        .await
+        .unwrap();
+    let get = t
+        .store
+        .presign_download(&key, "x.txt", short)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let status = send_upload(&put, &put.url, Some("text/plain"), body.clone()).await;
-    assert!(status.is_client_error(), "{}: expired upload got {status}", t.name);
+    assert!(
+        status.is_client_error(),
+        "{}: expired upload got {status}",
+        t.name
+    );
     let status = client().get(&get.url).send().await.unwrap().status();
-    assert!(status.is_client_error(), "{}: expired download got {status}", t.name);
+    assert!(
+        status.is_client_error(),
+        "{}: expired download got {status}",
+        t.name
+    );
     t.store.delete(&key).await.unwrap();
 }
 

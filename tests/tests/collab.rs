@@ -110,13 +110,18 @@ async fn setup(app: &TestApp, content: &str) -> (User, String, String) {
 }
 
 async fn content(app: &TestApp, user: &User, doc: &str) -> String {
-    app.authed(user, Method::GET, &format!("/documents/{doc}/content"), None)
-        .send()
-        .await
-        .expect("content")
-        .text()
-        .await
-        .expect("text")
+    app.authed(
+        user,
+        Method::GET,
+        &format!("/documents/{doc}/content"),
+        None,
+    )
+    .send()
+    .await
+    .expect("content")
+    .text()
+    .await
+    .expect("text")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,7 +232,9 @@ async fn a_rest_change_reaches_live_clients_and_presence_lists_them() {
                    "expect": "line one\nchanged over REST\ntyped live 👋\n"}),
         );
         s.ready().await;
-        let presence = app.read(&owner, &format!("/documents/{doc}/presence")).await;
+        let presence = app
+            .read(&owner, &format!("/documents/{doc}/presence"))
+            .await;
         let items = presence["items"].as_array().expect("items");
         assert_eq!(items.len(), 1, "{presence}");
         assert_eq!(items[0]["display_name"], "owner");
@@ -237,7 +244,12 @@ async fn a_rest_change_reaches_live_clients_and_presence_lists_them() {
         let mut etag = String::new();
         for _ in 0..100 {
             let r = app
-                .authed(&owner, Method::GET, &format!("/documents/{doc}/content"), None)
+                .authed(
+                    &owner,
+                    Method::GET,
+                    &format!("/documents/{doc}/content"),
+                    None,
+                )
                 .send()
                 .await
                 .unwrap();
@@ -248,7 +260,12 @@ async fn a_rest_change_reaches_live_clients_and_presence_lists_them() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let r = app
-            .authed(&owner, Method::PUT, &format!("/documents/{doc}/content"), None)
+            .authed(
+                &owner,
+                Method::PUT,
+                &format!("/documents/{doc}/content"),
+                None,
+            )
             .header("content-type", "text/markdown")
             .header("if-match", etag)
             .body("line one\nchanged over REST\ntyped live 👋\n")
@@ -330,7 +347,13 @@ async fn refused_sockets_get_the_documented_close_codes() {
         4404
     );
     assert_eq!(
-        code(run("refused", json!({"target": target(&format!("token={}", outsider.token))})).await),
+        code(
+            run(
+                "refused",
+                json!({"target": target(&format!("token={}", outsider.token))})
+            )
+            .await
+        ),
         4404,
         "not visible to outsiders"
     );
@@ -344,26 +367,68 @@ async fn refused_sockets_get_the_documented_close_codes() {
 
     // Tickets: single use.
     let (status, body) = app
-        .call(&owner, Method::POST, &format!("/documents/{doc}/ws-ticket"), None)
+        .call(
+            &owner,
+            Method::POST,
+            &format!("/documents/{doc}/ws-ticket"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["expires_in"], 60);
     let ticket = body["ticket"].as_str().unwrap();
     let (status, _) = app
-        .call(&outsider, Method::POST, &format!("/documents/{doc}/ws-ticket"), None)
+        .call(
+            &outsider,
+            Method::POST,
+            &format!("/documents/{doc}/ws-ticket"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let with_ticket = json!({"target": target(&format!("ticket={ticket}")), "timeoutSecs": 3});
-    // A live socket stays open: the scenario times out instead of reporting a close.
-    let first = Scenario::start("refused", with_ticket.clone()).result();
-    let first = tokio::time::timeout(Duration::from_secs(10), async {
-        let out = tokio::spawn(first);
-        out.await
-    })
-    .await
-    .expect("finishes");
-    assert!(first.is_err(), "the ticket's socket stayed open (timed out)");
+    let with_ticket = json!({"target": target(&format!("ticket={ticket}")), "openForMs": 1500});
+    let first = run("refused", with_ticket.clone()).await;
+    assert_eq!(
+        first["open"], true,
+        "the ticket opens a live socket: {first}"
+    );
     assert_eq!(code(run("refused", with_ticket).await), 4401, "used twice");
+    app.cleanup_handle().run().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_close_when_access_is_lost() {
+    if !clients_installed() {
+        return;
+    }
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.collab_recheck_secs = 1).await;
+    let (owner, ws, doc) = setup(&app, "x").await;
+    let base = ws_url(&app);
+    for (role, change) in [("editor", "demote"), ("viewer", "remove")] {
+        let member = app.user(role).await;
+        app.add_member(&owner, &ws, &member, role).await;
+        let socket = Scenario::start(
+            "refused",
+            json!({"target": format!("{base}/{doc}?token={}", member.token), "timeoutSecs": 20}),
+        );
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let path = format!("/workspaces/{ws}/members/{}", member.id);
+        let (status, body) = match change {
+            "demote" => {
+                app.call(
+                    &owner,
+                    Method::PATCH,
+                    &path,
+                    Some(&json!({"role": "viewer"})),
+                )
+                .await
+            }
+            _ => app.call(&owner, Method::DELETE, &path, None).await,
+        };
+        assert!(status.is_success(), "{change}: {status} {body}");
+        let r = socket.result().await;
+        assert_eq!(r["code"], 4403, "{change}: {r}");
+    }
     app.cleanup_handle().run().await;
 }
 
@@ -433,10 +498,11 @@ async fn start(settings: Settings) -> Instance {
 async fn signup(base: &str, name: &str) -> String {
     let client = reqwest::Client::new();
     let email = format!("{name}-{}@example.com", uuid::Uuid::new_v4().simple());
-    let (s, _) = send(client.post(format!("{base}/api/v1/auth/signup")).json(
-        &json!({"email": email, "password": "correct horse battery", "display_name": name}),
-    ))
-    .await;
+    let (s, _) =
+        send(client.post(format!("{base}/api/v1/auth/signup")).json(
+            &json!({"email": email, "password": "correct horse battery", "display_name": name}),
+        ))
+        .await;
     assert_eq!(s, StatusCode::CREATED);
     let (_, tokens) = send(
         client

@@ -80,11 +80,18 @@ pub struct DownloadGrant {
 #[derive(Debug)]
 pub enum ReceiveError {
     /// The body is (or announced to be) larger than the signed size.
-    TooLarge { limit: u64 },
+    TooLarge {
+        limit: u64,
+    },
     /// The body ended before the signed size.
-    Incomplete { expected: u64, received: u64 },
+    Incomplete {
+        expected: u64,
+        received: u64,
+    },
     /// The `Content-Type` is not the signed one.
-    ContentTypeMismatch { expected: String },
+    ContentTypeMismatch {
+        expected: String,
+    },
     /// The client's body stream failed.
     Body(String),
     Io(io::Error),
@@ -189,8 +196,8 @@ impl FsBlobStore {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let type_ok = content_type
-            .is_some_and(|t| t.trim().eq_ignore_ascii_case(grant.content_type.trim()));
+        let type_ok =
+            content_type.is_some_and(|t| t.trim().eq_ignore_ascii_case(grant.content_type.trim()));
         if !type_ok {
             return Err(ReceiveError::ContentTypeMismatch {
                 expected: grant.content_type.clone(),
@@ -206,7 +213,9 @@ impl FsBlobStore {
             }
             _ => {}
         }
-        let mut temp = TempFile::create(&self.root).await.map_err(ReceiveError::Io)?;
+        let mut temp = TempFile::create(&self.root)
+            .await
+            .map_err(ReceiveError::Io)?;
         let mut hash = digest::Context::new(&digest::SHA256);
         let mut received: u64 = 0;
         while let Some(chunk) = body.next().await {
@@ -217,7 +226,10 @@ impl FsBlobStore {
                 return Err(ReceiveError::TooLarge { limit: grant.size });
             }
             hash.update(&chunk);
-            temp.file.write_all(&chunk).await.map_err(ReceiveError::Io)?;
+            temp.file
+                .write_all(&chunk)
+                .await
+                .map_err(ReceiveError::Io)?;
         }
         if received != grant.size {
             return Err(ReceiveError::Incomplete {
@@ -348,9 +360,7 @@ impl BlobStore for FsBlobStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(unexpected(e)),
         };
-        let sidecar = read_sidecar(&sidecar_of(&path))
-            .await
-            .map_err(unexpected)?;
+        let sidecar = read_sidecar(&sidecar_of(&path)).await.map_err(unexpected)?;
         Ok(Some(BlobMeta {
             size: metadata.len(),
             content_type: sidecar.as_ref().map(|s| s.content_type.clone()),
@@ -445,7 +455,10 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
     use anyhow::Context as _;
     match std::fs::read(path) {
         Ok(secret) if secret.len() >= 32 => return Ok(secret),
-        Ok(_) => anyhow::bail!("{} is too short; remove it to make a new one", path.display()),
+        Ok(_) => anyhow::bail!(
+            "{} is too short; remove it to make a new one",
+            path.display()
+        ),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }

@@ -13,8 +13,15 @@ fn token(url: &str) -> &str {
     url.rsplit('/').next().unwrap()
 }
 
-fn body(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Unpin {
-    futures::stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>())
+fn body(
+    parts: &[&'static [u8]],
+) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Unpin {
+    futures::stream::iter(
+        parts
+            .iter()
+            .map(|p| Ok(Bytes::from_static(p)))
+            .collect::<Vec<_>>(),
+    )
 }
 
 async fn upload_url(s: &FsBlobStore, key: &BlobKey, size: u64) -> String {
@@ -66,7 +73,10 @@ async fn signed_urls_refuse_any_change_and_expire() {
         s.verify_upload(token(&forged), Utc::now()),
         Err(LinkError::Invalid)
     );
-    assert_eq!(s.verify_upload("garbage", Utc::now()), Err(LinkError::Invalid));
+    assert_eq!(
+        s.verify_upload("garbage", Utc::now()),
+        Err(LinkError::Invalid)
+    );
 }
 
 #[tokio::test]
@@ -81,18 +91,29 @@ async fn uploads_store_exactly_the_signed_bytes() {
     let r = s
         .receive(&grant, Some("text/plain"), None, body(&[b"hel", b"lo!"]))
         .await;
-    assert!(matches!(r, Err(ReceiveError::TooLarge { limit: 5 })), "{r:?}");
+    assert!(
+        matches!(r, Err(ReceiveError::TooLarge { limit: 5 })),
+        "{r:?}"
+    );
     let r = s
         .receive(&grant, Some("text/plain"), Some(6), body(&[b"hello!"]))
         .await;
     assert!(matches!(r, Err(ReceiveError::TooLarge { .. })));
-    let r = s.receive(&grant, Some("text/plain"), None, body(&[b"hell"])).await;
+    let r = s
+        .receive(&grant, Some("text/plain"), None, body(&[b"hell"]))
+        .await;
     assert!(matches!(r, Err(ReceiveError::Incomplete { .. })));
-    let r = s.receive(&grant, Some("text/html"), None, body(&[b"hello"])).await;
+    let r = s
+        .receive(&grant, Some("text/html"), None, body(&[b"hello"]))
+        .await;
     assert!(matches!(r, Err(ReceiveError::ContentTypeMismatch { .. })));
     let r = s.receive(&grant, None, None, body(&[b"hello"])).await;
     assert!(matches!(r, Err(ReceiveError::ContentTypeMismatch { .. })));
-    assert_eq!(s.head(&k).await.unwrap(), None, "refused uploads leave nothing");
+    assert_eq!(
+        s.head(&k).await.unwrap(),
+        None,
+        "refused uploads leave nothing"
+    );
 
     s.receive(&grant, Some("text/plain"), Some(5), body(&[b"he", b"llo"]))
         .await

@@ -377,7 +377,11 @@ impl<'a> Reader<'a> {
     /// The length of the varint at the cursor, refusing over-long or unterminated ones.
     fn varint_len(&self) -> Result<usize, FrameError> {
         let rest = &self.bytes[self.pos..];
-        match rest.iter().take(MAX_VARINT_BYTES).position(|b| b & 0x80 == 0) {
+        match rest
+            .iter()
+            .take(MAX_VARINT_BYTES)
+            .position(|b| b & 0x80 == 0)
+        {
             Some(i) => Ok(i + 1),
             None if rest.len() < MAX_VARINT_BYTES => Err(FrameError::Truncated(self.bytes.len())),
             None => Err(FrameError::BadVarint(self.pos)),
@@ -388,9 +392,7 @@ impl<'a> Reader<'a> {
         let len = self.varint_len()?;
         let at = self.pos;
         let mut cursor = Cursor::new(&self.bytes[at..at + len]);
-        let value: u64 = cursor
-            .read_var()
-            .map_err(|_| FrameError::BadVarint(at))?;
+        let value: u64 = cursor.read_var().map_err(|_| FrameError::BadVarint(at))?;
         self.pos += len;
         Ok(value)
     }

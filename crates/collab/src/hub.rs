@@ -179,7 +179,11 @@ impl Hub {
 
     /// Rooms open on this instance.
     pub fn open_rooms(&self) -> usize {
-        self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.inner
+            .rooms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// Joins `peer` to the document's room (opening it: subscribe, then load). The returned
@@ -264,7 +268,10 @@ impl Hub {
 
     fn forget(&self, document: DocumentId, generation: u64) {
         let mut rooms = self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        if rooms.get(&document).is_some_and(|h| h.generation == generation) {
+        if rooms
+            .get(&document)
+            .is_some_and(|h| h.generation == generation)
+        {
             rooms.remove(&document);
         }
     }
@@ -284,7 +291,10 @@ impl Hub {
         let Some(update) = ydoc::replace_text(&doc, text)? else {
             return Ok(());
         };
-        self.inner.store.append(document, vec![update.clone()]).await?;
+        self.inner
+            .store
+            .append(document, vec![update.clone()])
+            .await?;
         let payload = room::fanout_payload(self.inner.instance, room::KIND_UPDATE, &update);
         if let Err(e) = self
             .inner
@@ -385,7 +395,6 @@ impl Connection {
         self.room
             .send(msg)
             .map_err(|_| Close::new(CloseCode::GoingAway, "room closed"))
-
     }
 
     /// The next message for the client; `None` when the room dropped this connection (too slow

@@ -274,8 +274,15 @@ impl Room {
         std::ops::ControlFlow::Continue(())
     }
 
-    fn join(&mut self, conn: ConnId, peer: Peer, tx: mpsc::Sender<Outbound>, ack: oneshot::Sender<bool>) {
-        let step1 = Message::Sync(SyncMessage::SyncStep1(ydoc::state_vector(&self.doc))).encode_v1();
+    fn join(
+        &mut self,
+        conn: ConnId,
+        peer: Peer,
+        tx: mpsc::Sender<Outbound>,
+        ack: oneshot::Sender<bool>,
+    ) {
+        let step1 =
+            Message::Sync(SyncMessage::SyncStep1(ydoc::state_vector(&self.doc))).encode_v1();
         let _ = tx.try_send(Outbound::Binary(step1.into()));
         if let Some(states) = self.awareness_message(None) {
             let _ = tx.try_send(Outbound::Binary(states));
@@ -414,14 +421,21 @@ impl Room {
                 return false;
             }
         };
-        match self.hub.store.append(self.document, vec![update.clone()]).await {
+        match self
+            .hub
+            .store
+            .append(self.document, vec![update.clone()])
+            .await
+        {
             Ok(_) => {
                 self.appended_since_compaction += 1;
                 let msg = Message::Sync(SyncMessage::Update(update.clone())).encode_v1();
                 self.broadcast(Bytes::from(msg), None);
-                let _ = self
-                    .publisher
-                    .try_send(fanout_payload(self.hub.instance, KIND_UPDATE, &update));
+                let _ = self.publisher.try_send(fanout_payload(
+                    self.hub.instance,
+                    KIND_UPDATE,
+                    &update,
+                ));
                 true
             }
             Err(e) => {
@@ -455,7 +469,9 @@ impl Room {
                         tracing::error!(document = %self.document, "a fan-out update panicked yrs");
                         self.needs_reload();
                     }
-                    Err(e) => tracing::warn!(document = %self.document, error = %e, "dropped a fan-out update"),
+                    Err(e) => {
+                        tracing::warn!(document = %self.document, error = %e, "dropped a fan-out update")
+                    }
                 }
             }
             KIND_AWARENESS => {
@@ -479,7 +495,9 @@ impl Room {
         let expired: Vec<u64> = self
             .awareness
             .iter()
-            .filter(|(_, s)| s.json.is_some() && now.duration_since(s.renewed) > settings.awareness_ttl)
+            .filter(|(_, s)| {
+                s.json.is_some() && now.duration_since(s.renewed) > settings.awareness_ttl
+            })
             .map(|(c, _)| *c)
             .collect();
         self.remove_awareness(&expired, false);
@@ -496,9 +514,16 @@ impl Room {
             }
         }
 
-        if self.subscription.is_none() && now.duration_since(self.last_resubscribe) >= RESUBSCRIBE_EVERY {
+        if self.subscription.is_none()
+            && now.duration_since(self.last_resubscribe) >= RESUBSCRIBE_EVERY
+        {
             self.last_resubscribe = now;
-            if let Ok(s) = self.hub.fanout.subscribe(&topics::document(self.document)).await {
+            if let Ok(s) = self
+                .hub
+                .fanout
+                .subscribe(&topics::document(self.document))
+                .await
+            {
                 tracing::info!(document = %self.document, "fan-out back; catching up from storage");
                 self.subscription = Some(s);
                 self.catch_up().await;
@@ -576,7 +601,8 @@ impl Room {
 
     fn spawn_materialize(&self) -> tokio::task::JoinHandle<()> {
         let text = ydoc::text_of(&self.doc);
-        let (service, document, author) = (self.hub.service.clone(), self.document, self.last_writer);
+        let (service, document, author) =
+            (self.hub.service.clone(), self.document, self.last_writer);
         self.hub.runtime.spawn(async move {
             if let Err(e) = service.materialize(document, text, author).await {
                 tracing::warn!(document = %document, error = ?e, "materialization failed; retried at the next window");
@@ -618,7 +644,8 @@ impl Room {
         all.extend(stored.state.filter(|s| !s.is_empty()));
         all.extend(stored.updates.into_iter().map(|(_, u)| u));
         for update in &all {
-            if frame::check_update(update).is_ok() && ydoc::apply_update(&self.doc, update).is_err() {
+            if frame::check_update(update).is_ok() && ydoc::apply_update(&self.doc, update).is_err()
+            {
                 tracing::warn!(document = %self.document, "skipped a stored update during catch-up");
             }
         }
@@ -699,13 +726,14 @@ impl Room {
             }
         }
         // Removed states are remembered only as long as they matter (clock ordering).
-        self.awareness.retain(|_, s| s.json.is_some() || s.renewed.elapsed() < Duration::from_secs(300));
+        self.awareness
+            .retain(|_, s| s.json.is_some() || s.renewed.elapsed() < Duration::from_secs(300));
         let data = update.encode_v1();
         self.broadcast(awareness_frame(&data), None);
         if publish {
-            let _ = self
-                .publisher
-                .try_send(fanout_payload(self.hub.instance, KIND_AWARENESS, &data));
+            let _ =
+                self.publisher
+                    .try_send(fanout_payload(self.hub.instance, KIND_AWARENESS, &data));
         }
     }
 
@@ -814,13 +842,18 @@ async fn load(hub: &HubInner, document: DocumentId) -> anyhow::Result<Doc> {
 
 fn forget(hub: &HubInner, document: DocumentId, generation: u64) {
     let mut rooms = hub.rooms.lock().unwrap_or_else(|p| p.into_inner());
-    if rooms.get(&document).is_some_and(|h| h.generation == generation) {
+    if rooms
+        .get(&document)
+        .is_some_and(|h| h.generation == generation)
+    {
         rooms.remove(&document);
     }
 }
 
 fn decode_awareness(payload: &[u8]) -> Result<AwarenessUpdate, ApplyError> {
-    ydoc::guarded(|| AwarenessUpdate::decode_v1(payload).map_err(|e| ApplyError::Decode(e.to_string())))
+    ydoc::guarded(|| {
+        AwarenessUpdate::decode_v1(payload).map_err(|e| ApplyError::Decode(e.to_string()))
+    })
 }
 
 /// `[1][varint len][awareness update]`.

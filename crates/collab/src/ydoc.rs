@@ -76,7 +76,8 @@ pub fn seed_update(content: &str) -> Vec<u8> {
 
 /// The whole document as one update.
 pub fn full_state(doc: &Doc) -> Vec<u8> {
-    doc.transact().encode_state_as_update_v1(&StateVector::default())
+    doc.transact()
+        .encode_state_as_update_v1(&StateVector::default())
 }
 
 pub fn state_vector(doc: &Doc) -> StateVector {
@@ -200,15 +201,25 @@ mod tests {
     fn text_replacement_is_minimal_and_counts_utf16() {
         let doc = new_doc();
         apply_update(&doc, &seed_update("héllo 👋 world")).unwrap();
-        let u = replace_text(&doc, "héllo 👋 brave world!").unwrap().unwrap();
+        let u = replace_text(&doc, "héllo 👋 brave world!")
+            .unwrap()
+            .unwrap();
         assert_eq!(text_of(&doc), "héllo 👋 brave world!");
         // Applied elsewhere, the edit lands on the same text.
         let other = new_doc();
         apply_update(&other, &seed_update("héllo 👋 world")).unwrap();
         apply_update(&other, &u).unwrap();
         assert_eq!(text_of(&other), "héllo 👋 brave world!");
-        assert!(u.len() < 64, "minimal edit, not a rewrite: {} bytes", u.len());
-        assert!(replace_text(&doc, "héllo 👋 brave world!").unwrap().is_none());
+        assert!(
+            u.len() < 64,
+            "minimal edit, not a rewrite: {} bytes",
+            u.len()
+        );
+        assert!(
+            replace_text(&doc, "héllo 👋 brave world!")
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -192,7 +192,11 @@ pub enum UploadError {
     #[error(
         "the workspace's storage quota of {quota} bytes would be exceeded ({used} bytes used, {requested} requested)"
     )]
-    QuotaExceeded { quota: u64, used: u64, requested: u64 },
+    QuotaExceeded {
+        quota: u64,
+        used: u64,
+        requested: u64,
+    },
     #[error("nothing was uploaded yet; PUT the file to the upload URL first")]
     UploadMissing,
     #[error("the upload does not match what was declared; it was discarded, upload again")]
@@ -384,23 +388,12 @@ impl AttachmentService {
                 AttachmentError::NotFound => AttachmentError::DocumentNotFound,
                 other => other,
             })?;
-        let after = cursor
-            .map(decode_cursor::<AttachmentId>)
-            .transpose()?;
+        let after = cursor.map(decode_cursor::<AttachmentId>).transpose()?;
         let rows = self
             .attachments
             .attachments(document, after, limit.get() + 1)
             .await?;
         Ok(page_from(rows, limit, |a| encode_cursor(&a.id)))
-    }
-
-    /// One attachment's metadata (≥ viewer).
-    pub async fn get(
-        &self,
-        caller: &Caller,
-        id: AttachmentId,
-    ) -> Result<Attachment, AttachmentError> {
-        Ok(self.attachment(caller, id, Action::ReadContent).await?.0)
     }
 
     /// A presigned download of a ready attachment (≥ viewer).
@@ -513,7 +506,9 @@ impl AttachmentService {
             .await?
             .ok_or(AttachmentError::NotFound)?;
         // Access first: outsiders learn nothing about tombstones either.
-        let doc = self.document(caller, attachment.document_id, action).await?;
+        let doc = self
+            .document(caller, attachment.document_id, action)
+            .await?;
         if !attachment.is_live() {
             return Err(AttachmentError::NotFound);
         }

@@ -40,8 +40,7 @@ impl BlobKey {
     pub fn parse(raw: &str) -> Result<Self, InvalidKey> {
         let segments: Vec<&str> = raw.split('/').collect();
         let uuid = |s: &str| {
-            s.len() == 36
-                && uuid::Uuid::try_parse(s).is_ok_and(|u| u.hyphenated().to_string() == s)
+            s.len() == 36 && uuid::Uuid::try_parse(s).is_ok_and(|u| u.hyphenated().to_string() == s)
         };
         let ok = matches!(segments[..], [ws, middle, id]
             if uuid(ws) && uuid(id) && (uuid(middle) || middle == CONTEXT_SEGMENT));
@@ -106,8 +105,12 @@ pub struct BlobMeta {
 pub trait BlobStore: Send + Sync {
     /// Stores `bytes` under `key`, replacing any object there. Readers MUST never see a partial
     /// object.
-    async fn put(&self, key: &BlobKey, bytes: Vec<u8>, content_type: &str)
-    -> Result<(), StoreError>;
+    async fn put(
+        &self,
+        key: &BlobKey,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), StoreError>;
 
     /// The object's size and type; MUST return `Ok(None)` when there is no object under `key`.
     async fn head(&self, key: &BlobKey) -> Result<Option<BlobMeta>, StoreError>;

@@ -327,7 +327,8 @@ mod tests {
         presence: MockPresence,
     ) -> CollabService {
         let mut docs = MockDocumentRepository::new();
-        docs.expect_document().returning(move |_| Ok(Some(d.clone())));
+        docs.expect_document()
+            .returning(move |_| Ok(Some(d.clone())));
         let mut members = MockMembershipRepository::new();
         members.expect_role_of().returning(move |_, _| Ok(role));
         let mut grants = MockDocumentGrants::new();
@@ -418,7 +419,12 @@ mod tests {
                 },
             ])
         });
-        let s = service(d.clone(), Some(Role::Viewer), MockUnitOfWork::new(), presence);
+        let s = service(
+            d.clone(),
+            Some(Role::Viewer),
+            MockUnitOfWork::new(),
+            presence,
+        );
         let users = s
             .presence(&Caller::session(UserId::new()), d.id)
             .await

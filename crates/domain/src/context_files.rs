@@ -11,9 +11,8 @@ use chrono::{DateTime, Utc};
 
 use crate::access::{Access, AccessError, Caller};
 use crate::attachments::{
-    AttachmentRepository, FileSettings, FileStatus, UploadError, check_quota,
-    check_upload_limit, checked_content_type, checked_upload_size, chrono_duration,
-    remove_objects, verify_upload,
+    AttachmentRepository, FileSettings, FileStatus, UploadError, check_quota, check_upload_limit,
+    checked_content_type, checked_upload_size, chrono_duration, remove_objects, verify_upload,
 };
 use crate::blobs::{BlobKey, BlobStore, PresignedRequest, UploadSpec};
 use crate::documents::{DocumentRepository, etag};
@@ -113,8 +112,6 @@ pub enum ContextFileError {
     InlineTooLarge { limit: u64 },
     #[error(transparent)]
     Upload(#[from] UploadError),
-    #[error("the upload has not been completed")]
-    NotReady,
     #[error("If-Match is required to change a context file")]
     PreconditionRequired,
     #[error("the context file has changed since that version")]
@@ -369,7 +366,11 @@ impl ContextFileService {
     ) -> Result<ContextFile, ContextFileError> {
         let current = self.file(caller, id, Action::EditContextFiles).await?;
         let if_match = if_match.ok_or(ContextFileError::PreconditionRequired)?;
-        if !if_match.split(',').map(str::trim).any(|t| t == current.etag()) {
+        if !if_match
+            .split(',')
+            .map(str::trim)
+            .any(|t| t == current.etag())
+        {
             return Err(conflict(&current));
         }
         let mut file = current.clone();

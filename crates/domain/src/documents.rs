@@ -821,7 +821,10 @@ impl DocumentService {
             .change(document_change(&document));
         match self.uow.commit(batch).await {
             Ok(_) => {
-                if let Some(live) = self.live.as_ref().filter(|_| current.content != document.content)
+                if let Some(live) = self
+                    .live
+                    .as_ref()
+                    .filter(|_| current.content != document.content)
                 {
                     live.apply_text(document.id, &document.content).await;
                 }

@@ -24,11 +24,11 @@ pub use mutations::{
 };
 pub use poke::{Poke, PokeStream, PokingUnitOfWork};
 pub use ports::{
-    ChangeFeed, Compaction, DocumentState, EntityRef, EntityState, FeedPage, FeedRow,
-    FeedSnapshot, FeedWorkspace,
+    ChangeFeed, Compaction, DocumentState, EntityRef, EntityState, FeedPage, FeedRow, FeedSnapshot,
+    FeedWorkspace,
 };
-pub use push::{DEVICES_TABLE, PushError};
 pub use pull::{ChangeData, PullPage, PullRequest, Scope, SyncChange, SyncError};
+pub use push::{DEVICES_TABLE, PushError};
 
 #[cfg(any(test, feature = "mocks"))]
 pub use devices::MockDeviceRepository;

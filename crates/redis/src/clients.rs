@@ -144,7 +144,7 @@ impl RedisClients {
         RedisRateLimiter::new(self.commands.clone(), self.settings.limiter_timeout)
     }
 
-    /// For `/readyz`: `PING` answered within the command timeout.
+    /// For `/readyz`: `PING` answered within the command timeout, and the subscriber connected.
     pub async fn ping(&self) -> anyhow::Result<()> {
         let _: String = self
             .commands
@@ -152,6 +152,10 @@ impl RedisClients {
             .ping(None)
             .await
             .context("Redis did not answer PING")?;
+        anyhow::ensure!(
+            self.fanout.is_connected(),
+            "the Redis subscriber is not connected"
+        );
         Ok(())
     }
 

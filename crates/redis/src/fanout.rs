@@ -72,6 +72,10 @@ impl RedisFanout {
         }
     }
 
+    pub(crate) fn is_connected(&self) -> bool {
+        self.shared.subscriber.is_connected()
+    }
+
     pub(crate) async fn quit(&self) -> Result<(), fred::error::Error> {
         self.shared.subscriber.quit().await
     }
@@ -79,7 +83,7 @@ impl RedisFanout {
 
 #[async_trait::async_trait]
 impl Fanout for RedisFanout {
-    #[tracing::instrument(skip_all, fields(topic))]
+    #[tracing::instrument(level = "debug", skip_all, fields(%topic))]
     async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<(), FanoutError> {
         let _receivers: i64 = self
             .publisher
@@ -92,7 +96,7 @@ impl Fanout for RedisFanout {
 
     /// Returns once Redis confirmed the SUBSCRIBE (so "subscribe, then load state" misses
     /// nothing), or `Unavailable` within the command timeout when Redis cannot confirm it.
-    #[tracing::instrument(skip_all, fields(topic))]
+    #[tracing::instrument(level = "debug", skip_all, fields(%topic))]
     async fn subscribe(&self, topic: &str) -> Result<Subscription, FanoutError> {
         let shared = &self.shared;
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -113,7 +117,9 @@ impl Fanout for RedisFanout {
 
         // SUBSCRIBE and UNSUBSCRIBE of one topic never overlap: an UNSUBSCRIBE that lands after
         // a later SUBSCRIBE would silently end the new subscription.
-        let _serialized = gate.lock().await;
+        let _serialized = tokio::time::timeout(shared.command_timeout * 2, gate.lock())
+            .await
+            .map_err(|_| FanoutError::Unavailable(anyhow::anyhow!("topic busy")))?;
         // Sent even when the channel is already subscribed: the confirmation is the ordering
         // barrier (see the module docs).
         shared
@@ -191,13 +197,11 @@ impl Shared {
         let topic = topic.to_owned();
         runtime.spawn(async move {
             let _serialized = gate.lock().await;
-            let still_idle = |shared: &Shared| {
-                shared
-                    .topics()
-                    .get(&topic)
-                    .is_some_and(|s| s.is_idle() && Arc::ptr_eq(&s.gate, &gate))
-            };
-            if !still_idle(&shared) {
+            let still_idle = shared
+                .topics()
+                .get(&topic)
+                .is_some_and(|s| s.is_idle() && s.is_guarded_by(&gate));
+            if !still_idle {
                 return;
             }
             let subscriber = shared.subscriber();
@@ -213,7 +217,7 @@ impl Shared {
             let mut topics = shared.topics();
             if topics
                 .get(&topic)
-                .is_some_and(|s| s.is_idle() && Arc::ptr_eq(&s.gate, &gate))
+                .is_some_and(|s| s.is_idle() && s.is_guarded_by(&gate))
             {
                 topics.remove(&topic);
             }
@@ -235,6 +239,12 @@ struct Topic {
 impl Topic {
     fn is_idle(&self) -> bool {
         self.local.is_empty() && self.pending.is_empty()
+    }
+
+    /// Whether `gate` is still this topic's: a topic dropped and subscribed again gets a new
+    /// state, and a task holding the old gate must leave the new one alone.
+    fn is_guarded_by(&self, gate: &Arc<tokio::sync::Mutex<()>>) -> bool {
+        Arc::ptr_eq(&self.gate, gate)
     }
 }
 
@@ -314,6 +324,9 @@ fn register(shared: &Arc<Shared>, registration: Registration) {
     }
 }
 
+/// Tries per topic after a reconnection, while the connection stays up.
+const RESUBSCRIBE_ATTEMPTS: u32 = 4;
+
 /// Resubscribes every topic with local subscribers after fred reconnected (a new connection
 /// starts with no subscriptions).
 async fn resubscribe_on_reconnect(
@@ -342,13 +355,20 @@ async fn resubscribe_on_reconnect(
             let in_use = shared
                 .topics()
                 .get(&topic)
-                .is_some_and(|s| !s.is_idle() && Arc::ptr_eq(&s.gate, &gate));
+                .is_some_and(|s| !s.is_idle() && s.is_guarded_by(&gate));
             if !in_use {
                 continue;
             }
-            if let Err(e) = shared.confirm_subscription(&topic).await {
-                // The next reconnection tries again.
-                tracing::warn!(error = %e, %topic, "resubscribing failed");
+            for attempt in 1..=RESUBSCRIBE_ATTEMPTS {
+                match shared.confirm_subscription(&topic).await {
+                    Ok(()) => break,
+                    // Disconnected again: the next reconnection starts over.
+                    Err(_) if !shared.subscriber.is_connected() => break,
+                    Err(e) if attempt == RESUBSCRIBE_ATTEMPTS => {
+                        tracing::warn!(error = %e, %topic, "resubscribing failed");
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100 << attempt)).await,
+                }
             }
         }
     }

@@ -73,7 +73,7 @@ impl RedisRateLimiter {
 
 #[async_trait::async_trait]
 impl RateLimiter for RedisRateLimiter {
-    #[tracing::instrument(skip_all, fields(limit, window_secs))]
+    #[tracing::instrument(level = "debug", skip_all, fields(limit = limit, window_secs = window_secs))]
     async fn hit(&self, key: &str, limit: u32, window_secs: u64) -> Result<(), RateLimited> {
         let window_ms = window_secs.max(1).saturating_mul(1000);
         // The window length is part of the key: one key may be limited over several windows.

@@ -74,7 +74,7 @@ impl RedisPresence {
 
 #[async_trait::async_trait]
 impl Presence for RedisPresence {
-    #[tracing::instrument(skip_all, fields(%document))]
+    #[tracing::instrument(level = "debug", skip_all, fields(%document))]
     async fn join(
         &self,
         document: DocumentId,
@@ -108,7 +108,7 @@ impl Presence for RedisPresence {
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, fields(%document))]
+    #[tracing::instrument(level = "debug", skip_all, fields(%document))]
     async fn leave(&self, document: DocumentId, connection_id: &str) -> Result<(), PresenceError> {
         let _: i64 = self
             .client
@@ -119,7 +119,7 @@ impl Presence for RedisPresence {
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, fields(%document))]
+    #[tracing::instrument(level = "debug", skip_all, fields(%document))]
     async fn list(&self, document: DocumentId) -> Result<Vec<PresenceEntry>, PresenceError> {
         let now = Utc::now().timestamp_millis();
         let values: Vec<String> = LIST

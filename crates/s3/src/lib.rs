@@ -84,7 +84,10 @@ pub struct S3BlobStore {
 impl S3BlobStore {
     /// Builds the client. Makes no request (the bucket is checked by [`S3BlobStore::ping`]).
     pub async fn connect(settings: &S3Settings) -> anyhow::Result<Self> {
-        anyhow::ensure!(!settings.bucket.trim().is_empty(), "no S3 bucket configured");
+        anyhow::ensure!(
+            !settings.bucket.trim().is_empty(),
+            "no S3 bucket configured"
+        );
         let timeouts = TimeoutConfig::builder()
             .operation_timeout(Duration::from_millis(settings.operation_timeout_ms))
             .operation_attempt_timeout(Duration::from_millis(settings.attempt_timeout_ms))
@@ -107,8 +110,8 @@ impl S3BlobStore {
             ));
         }
         let shared = loader.load().await;
-        let mut config = aws_sdk_s3::config::Builder::from(&shared)
-            .force_path_style(settings.force_path_style);
+        let mut config =
+            aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.force_path_style);
         if shared.region().is_none() {
             config = config.region(Region::new("us-east-1"));
         }
@@ -145,7 +148,13 @@ impl S3BlobStore {
         if self.ping().await.is_ok() {
             return Ok(());
         }
-        match self.client.create_bucket().bucket(&self.bucket).send().await {
+        match self
+            .client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e)
                 if matches!(
@@ -297,8 +306,8 @@ fn presigning(expires_in: Duration) -> Result<(PresigningConfig, DateTime<Utc>),
         .map_err(|e| StoreError::Unexpected(e.into()))?;
     let start: DateTime<Utc> = start.into();
     let start = DateTime::from_timestamp(start.timestamp(), 0).unwrap_or(start);
-    let expires_at = start
-        + chrono::Duration::from_std(expires_in).unwrap_or(chrono::Duration::MAX);
+    let expires_at =
+        start + chrono::Duration::from_std(expires_in).unwrap_or(chrono::Duration::MAX);
     Ok((config, expires_at))
 }
 
@@ -338,10 +347,8 @@ fn store_error<E>(e: SdkError<E, HttpResponse>) -> StoreError
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    let transient = matches!(
-        e,
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)
-    ) || status_of(&e).is_some_and(|s| s >= 500);
+    let transient = matches!(e, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_))
+        || status_of(&e).is_some_and(|s| s >= 500);
     if transient {
         StoreError::Unavailable(anyhow::Error::new(e))
     } else {

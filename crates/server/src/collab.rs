@@ -28,6 +28,8 @@ pub struct CollabState {
     pub service: Arc<CollabService>,
     pub tickets: Arc<dyn TicketStore>,
     pub allowed_origins: Vec<String>,
+    /// Tokens, membership and roles of live sockets are checked again this often.
+    pub recheck_every: Duration,
 }
 
 impl CollabState {
@@ -61,6 +63,7 @@ impl CollabState {
             service,
             tickets: Arc::new(InMemoryTickets::default()),
             allowed_origins: settings.allowed_origins(),
+            recheck_every: Duration::from_secs(settings.collab_recheck_secs.max(1)),
         }
     }
 }
@@ -239,8 +242,6 @@ fn collab_error(e: CollabError) -> ApiError {
 /// Ping every 30 s; a client silent on pongs for 60 s is gone.
 const PING_EVERY: Duration = Duration::from_secs(30);
 const PONG_TIMEOUT: Duration = Duration::from_secs(60);
-/// Tokens, membership and roles are checked again this often.
-const RECHECK_EVERY: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Deserialize, Default)]
 struct SocketQuery {
@@ -353,7 +354,10 @@ async fn admit(state: &AppState, request: SocketRequest) -> Result<Admitted, Clo
         .get(1)
         .is_some_and(|room| room.parse::<DocumentId>().ok() != Some(document))
     {
-        return Err(Close::new(CloseCode::NotFound, "the room must be the document id"));
+        return Err(Close::new(
+            CloseCode::NotFound,
+            "the room must be the document id",
+        ));
     }
     let (caller, display_name, token, expires_at) = match request.query.ticket.as_deref() {
         Some(id) => {
@@ -361,7 +365,9 @@ async fn admit(state: &AppState, request: SocketRequest) -> Result<Admitted, Clo
                 .tickets
                 .take(id)
                 .filter(|t| t.document == document)
-                .ok_or_else(|| Close::new(CloseCode::Unauthorized, "unknown, used or expired ticket"))?;
+                .ok_or_else(|| {
+                    Close::new(CloseCode::Unauthorized, "unknown, used or expired ticket")
+                })?;
             (t.caller, t.display_name, t.token, t.token_expires_at)
         }
         None => {
@@ -406,8 +412,8 @@ async fn pump(
     mut stream: actix_ws::AggregatedMessageStream,
 ) -> Option<Close> {
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
-    let mut recheck =
-        tokio::time::interval_at(tokio::time::Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
+    let every = state.collab.recheck_every;
+    let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let mut last_pong = Instant::now();
     let expiry = async {
         match admitted.expires_at {
@@ -488,9 +494,10 @@ async fn recheck_access(state: &AppState, admitted: &Admitted) -> Result<(), Clo
         .join(&admitted.caller, admitted.document)
         .await
     {
-        Ok(access) if admitted.access.writable && !access.writable => {
-            Err(Close::new(CloseCode::Forbidden, "no longer allowed to edit"))
-        }
+        Ok(access) if admitted.access.writable && !access.writable => Err(Close::new(
+            CloseCode::Forbidden,
+            "no longer allowed to edit",
+        )),
         Ok(_) => Ok(()),
         Err(CollabError::NotFound | CollabError::Forbidden) => {
             Err(Close::new(CloseCode::Forbidden, "access revoked"))

@@ -18,6 +18,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `postgres://…` or `sqlite://…`; default: SQLite under `data_dir`.
     pub database_url: Option<String>,
+    /// `redis://…`, or `rediss://…` for TLS: fan-out, presence and rate limits shared by every
+    /// instance. Default: in process (one instance).
     pub redis_url: Option<String>,
     /// The externally visible base URL; the built-in token issuer (`iss`). Default `http://<listen>`.
     pub public_url: Option<String>,
@@ -63,6 +65,8 @@ pub struct Settings {
     /// Messages per second one WebSocket may send on average, and in a burst (else 4429).
     pub collab_messages_per_sec: u32,
     pub collab_message_burst: u32,
+    /// Seconds between re-checks of a live socket's token, membership and role.
+    pub collab_recheck_secs: u64,
     /// Blob store: S3 when a bucket is set (`MDCREATOR_S3_BUCKET`), else files under
     /// `<data_dir>/blobs` with URLs signed by this server.
     pub s3_bucket: Option<String>,
@@ -129,6 +133,7 @@ impl Default for Settings {
             collab_max_message_bytes: 4 * 1024 * 1024,
             collab_messages_per_sec: 200,
             collab_message_burst: 1000,
+            collab_recheck_secs: 30,
             s3_bucket: None,
             s3_force_path_style: false,
             s3_server_side_encryption: None,

@@ -419,18 +419,24 @@ impl From<UploadError> for ApiError {
     fn from(e: UploadError) -> Self {
         use UploadError::*;
         match e {
-            TooLarge { limit } => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "file_too_large", e.to_string())
-                    .with("limit", limit)
-            }
+            TooLarge { limit } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "file_too_large",
+                e.to_string(),
+            )
+            .with("limit", limit),
             QuotaExceeded {
                 quota,
                 used,
                 requested,
-            } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded", e.to_string())
-                .with("quota", quota)
-                .with("used", used)
-                .with("requested", requested),
+            } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "quota_exceeded",
+                e.to_string(),
+            )
+            .with("quota", quota)
+            .with("used", used)
+            .with("requested", requested),
             UploadMissing => Self::conflict("upload_missing", e.to_string()),
             UploadMismatch {
                 expected_size,
@@ -487,7 +493,6 @@ impl From<ContextFileError> for ApiError {
             )
             .with("limit", limit),
             Upload(e) => e.into(),
-            NotReady => Self::conflict("upload_pending", e.to_string()),
             PreconditionRequired => Self::new(
                 StatusCode::PRECONDITION_REQUIRED,
                 "precondition_required",
@@ -600,7 +605,9 @@ impl From<SyncError> for ApiError {
     fn from(e: SyncError) -> Self {
         match e {
             SyncError::Invalid(e) => e.into(),
-            SyncError::CursorExpired => Self::new(StatusCode::GONE, "cursor_expired", e.to_string()),
+            SyncError::CursorExpired => {
+                Self::new(StatusCode::GONE, "cursor_expired", e.to_string())
+            }
             SyncError::DeviceNotFound => Self::not_found("device_not_found", e.to_string()),
             SyncError::Store(e) => e.into(),
         }

@@ -34,6 +34,24 @@ pub struct RequestSpan;
 
 impl tracing_actix_web::RootSpanBuilder for RequestSpan {
     fn on_request_start(request: &actix_web::dev::ServiceRequest) -> tracing::Span {
+        if request.path().starts_with("/api/v1/blobs/") {
+            // A signed blob URL is a credential: log its route, never its path or query.
+            use actix_web::HttpMessage as _;
+            let request_id = request
+                .extensions()
+                .get::<tracing_actix_web::RequestId>()
+                .copied();
+            return tracing::info_span!(
+                "HTTP request",
+                http.method = %request.method(),
+                http.route = "/api/v1/blobs/{signed}",
+                http.status_code = tracing::field::Empty,
+                request_id = tracing::field::display(
+                    request_id.map(|id| id.to_string()).unwrap_or_default()
+                ),
+                user_id = tracing::field::Empty,
+            );
+        }
         tracing_actix_web::root_span!(request, user_id = tracing::field::Empty)
     }
 

@@ -35,12 +35,14 @@ impl YjsStore for SqlStore {
             return Err(StoreError::Unexpected(anyhow::anyhow!("nothing to append")));
         }
         let now = Utc::now();
-        let rows = updates.into_iter().map(|data| document_updates::ActiveModel {
-            id: NotSet,
-            document_id: Set(document.0),
-            data: Set(data),
-            created_at: Set(now),
-        });
+        let rows = updates
+            .into_iter()
+            .map(|data| document_updates::ActiveModel {
+                id: NotSet,
+                document_id: Set(document.0),
+                data: Set(data),
+                created_at: Set(now),
+            });
         let result = document_updates::Entity::insert_many(rows)
             .exec(&self.db)
             .await

@@ -19,10 +19,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
+use mdcreator_domain::attachments::FileStatus;
 use mdcreator_domain::feed::{
     AuditEvent, Change, Check, CommitError, Committed, UnitOfWork, Write, WriteBatch,
 };
-use mdcreator_domain::attachments::FileStatus;
 use mdcreator_domain::{DocumentId, Role, UserId, WorkspaceId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
@@ -34,8 +34,8 @@ use uuid::Uuid;
 
 use crate::SqlStore;
 use crate::entity::{
-    attachments, audit_events, changes, context_files, document_versions, documents, folders, invitations, users,
-    workspace_members, workspaces,
+    attachments, audit_events, changes, context_files, document_versions, documents, folders,
+    invitations, users, workspace_members, workspaces,
 };
 use crate::error::{store_error, write_error};
 use crate::rows;

@@ -19,16 +19,16 @@ use mdcreator_domain::members::Member;
 use mdcreator_domain::users::User;
 use mdcreator_domain::workspaces::Workspace;
 use mdcreator_domain::{
-    AttachmentId, ContentHash, ContextFileId, DeviceId, DocumentId, Email, Role, StoreError, UserId,
-    Version,
+    AttachmentId, ContentHash, ContextFileId, DeviceId, DocumentId, Email, Role, StoreError,
+    UserId, Version,
 };
 use sea_orm::ActiveValue::Set;
 use sea_orm::{DerivePartialModel, FromQueryResult, IntoActiveModel};
 use uuid::Uuid;
 
 use crate::entity::{
-    attachments, changes, context_files, document_versions, documents, folders, invitations, local_accounts, refresh_tokens,
-    signing_keys, users, workspace_members, workspaces,
+    attachments, changes, context_files, document_versions, documents, folders, invitations,
+    local_accounts, refresh_tokens, signing_keys, users, workspace_members, workspaces,
 };
 use crate::error::corrupt;
 
@@ -551,10 +551,7 @@ pub(crate) fn context_file(m: context_files::Model) -> Result<ContextFile, Store
         ),
         (None, Some(text)) => ContextBody::Inline(text),
         (key, text) => {
-            return Err(corrupt(
-                "context file body",
-                (key, text.map(|t| t.len())),
-            ));
+            return Err(corrupt("context file body", (key, text.map(|t| t.len()))));
         }
     };
     Ok(ContextFile {

@@ -56,7 +56,9 @@ impl DeviceRepository for SqlStore {
 fn device(m: devices::Model) -> Result<Device, StoreError> {
     let recent_results = match m.last_results {
         serde_json::Value::Null => Vec::new(),
-        json => serde_json::from_value(json.clone()).map_err(|_| corrupt("device results", json))?,
+        json => {
+            serde_json::from_value(json.clone()).map_err(|_| corrupt("device results", json))?
+        }
     };
     Ok(Device {
         id: m.id.into(),
@@ -142,7 +144,10 @@ pub(crate) async fn apply_device_write(
             results.drain(..excess);
             let r = devices::Entity::update_many()
                 .col_expr(C::LastMutationId, Expr::value(*new_last))
-                .col_expr(C::LastResults, Expr::value(serde_json::Value::Array(results)))
+                .col_expr(
+                    C::LastResults,
+                    Expr::value(serde_json::Value::Array(results)),
+                )
                 .col_expr(C::LastSeenAt, Expr::value(now))
                 .filter(C::Id.eq(device.0))
                 .filter(C::LastMutationId.eq(*expected_last))
@@ -495,9 +500,7 @@ impl FeedSnapshot for SqlFeedSnapshot {
             let next = rows[limit as usize].seq;
             rows.retain(|r| r.seq <= end);
             if next <= end {
-                let more = self
-                    .latest_rows(workspace, next, Some(end), None)
-                    .await?;
+                let more = self.latest_rows(workspace, next, Some(end), None).await?;
                 rows.extend(more);
             }
             end
@@ -528,7 +531,11 @@ impl FeedSnapshot for SqlFeedSnapshot {
                 .map_err(store_error)?;
             states.extend(w.map(|w| EntityState::Workspace(rows::workspace(w))));
         }
-        for chunk in by_type.get(&EntityType::Member).map_or(&[][..], |v| v).chunks(IN_CHUNK) {
+        for chunk in by_type
+            .get(&EntityType::Member)
+            .map_or(&[][..], |v| v)
+            .chunks(IN_CHUNK)
+        {
             let found = workspace_members::Entity::find()
                 .find_also_related(users::Entity)
                 .filter(workspace_members::Column::WorkspaceId.eq(workspace.0))
@@ -546,16 +553,28 @@ impl FeedSnapshot for SqlFeedSnapshot {
                 }));
             }
         }
-        for chunk in by_type.get(&EntityType::Folder).map_or(&[][..], |v| v).chunks(IN_CHUNK) {
+        for chunk in by_type
+            .get(&EntityType::Folder)
+            .map_or(&[][..], |v| v)
+            .chunks(IN_CHUNK)
+        {
             let found = folders::Entity::find()
                 .filter(folders::Column::WorkspaceId.eq(workspace.0))
                 .filter(folders::Column::Id.is_in(chunk.iter().copied()))
                 .all(txn)
                 .await
                 .map_err(store_error)?;
-            states.extend(found.into_iter().map(|f| EntityState::Folder(rows::folder(f))));
+            states.extend(
+                found
+                    .into_iter()
+                    .map(|f| EntityState::Folder(rows::folder(f))),
+            );
         }
-        for chunk in by_type.get(&EntityType::Document).map_or(&[][..], |v| v).chunks(IN_CHUNK) {
+        for chunk in by_type
+            .get(&EntityType::Document)
+            .map_or(&[][..], |v| v)
+            .chunks(IN_CHUNK)
+        {
             let mut values: Vec<Value> = vec![workspace.0.into()];
             let mut marks = Vec::with_capacity(chunk.len());
             for id in chunk {
@@ -611,7 +630,10 @@ impl FeedSnapshot for SqlFeedSnapshot {
         .all(txn)
         .await
         .map_err(store_error)?;
-        Ok(found.into_iter().map(DocumentStateRow::into_state).collect())
+        Ok(found
+            .into_iter()
+            .map(DocumentStateRow::into_state)
+            .collect())
     }
 
     async fn close(&mut self) -> Result<(), StoreError> {

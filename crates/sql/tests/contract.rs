@@ -1318,7 +1318,7 @@ async fn in_memory_sqlite_keeps_one_shared_connection() {
         .await
         .unwrap();
     assert_eq!(store.backend_name(), "sqlite");
-    assert_eq!(store.pending_migrations().await.unwrap(), 1);
+    assert!(store.pending_migrations().await.unwrap() >= 1);
     store.migrate().await.unwrap();
     assert_eq!(store.pending_migrations().await.unwrap(), 0);
     store.ping().await.unwrap();

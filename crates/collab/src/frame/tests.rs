@@ -39,7 +39,10 @@ fn real_messages_pass() {
         .encode_state_as_update_v1(&StateVector::default());
     let sv = doc.transact().state_vector();
     for (frame, kind) in [
-        (Message::Sync(SyncMessage::SyncStep1(sv)).encode_v1(), FrameKind::SyncStep1),
+        (
+            Message::Sync(SyncMessage::SyncStep1(sv)).encode_v1(),
+            FrameKind::SyncStep1,
+        ),
         (
             Message::Sync(SyncMessage::SyncStep2(update.clone())).encode_v1(),
             FrameKind::SyncStep2,
@@ -66,7 +69,10 @@ fn real_messages_pass() {
 #[test]
 fn hostile_frames_are_refused_before_yrs() {
     // Truncated varint.
-    assert!(matches!(check(&[0, 2, 0x80]), Err(FrameError::Truncated(_))));
+    assert!(matches!(
+        check(&[0, 2, 0x80]),
+        Err(FrameError::Truncated(_))
+    ));
     assert!(matches!(check(&[0x80]), Err(FrameError::Truncated(_))));
     // A 5-byte state vector declaring 2^28 entries.
     let sv_bomb = [0, 0, 5, 0x80, 0x80, 0x80, 0x80, 0x01];
@@ -100,7 +106,9 @@ fn hostile_frames_are_refused_before_yrs() {
     assert_eq!(check(&[0, 7, 0]), Err(FrameError::UnknownSync(7)));
     assert_eq!(check(&[3, 0]), Err(FrameError::Trailing(1)));
     assert!(matches!(check(&[0xff; 16]), Err(FrameError::BadVarint(_))));
-    let wide_client = [0, 0, 10, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0];
+    let wide_client = [
+        0, 0, 10, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0,
+    ];
     assert!(matches!(check(&wide_client), Err(FrameError::Invalid(_))));
     let bad_utf8 = [0, 2, 12, 1, 1, 5, 0, STRING, 1, 1, b'c', 2, 0xc3, 0x28, 0];
     assert_eq!(check(&bad_utf8), Err(FrameError::Utf8));
@@ -211,7 +219,10 @@ fn mutate(rng: &mut StdRng, frame: &[u8]) -> Vec<u8> {
             }
             _ => {
                 let i = rng.random_range(0..=f.len());
-                f.splice(i..i, (0..rng.random_range(1..8)).map(|_| rng.random::<u8>()));
+                f.splice(
+                    i..i,
+                    (0..rng.random_range(1..8)).map(|_| rng.random::<u8>()),
+                );
             }
         }
     }
@@ -252,7 +263,8 @@ fn fuzz_the_frame_checker() {
     let mut rng = StdRng::seed_from_u64(0x5eed_c011ab);
     let valid = valid_frames(&mut rng);
     for frame in &valid {
-        let checked = check(frame).unwrap_or_else(|e| panic!("valid frame refused ({e}): {frame:?}"));
+        let checked =
+            check(frame).unwrap_or_else(|e| panic!("valid frame refused ({e}): {frame:?}"));
         decode_accepted(frame, checked);
     }
     let (mut accepted, mut refused) = (0usize, 0usize);
@@ -274,5 +286,8 @@ fn fuzz_the_frame_checker() {
             Err(_) => refused += 1,
         }
     }
-    assert!(accepted > 0 && refused > 0, "accepted {accepted}, refused {refused}");
+    assert!(
+        accepted > 0 && refused > 0,
+        "accepted {accepted}, refused {refused}"
+    );
 }

@@ -151,7 +151,10 @@ async fn keys_come_from_ids_whatever_the_file_name() {
         .returning(|_, _, _| Ok(presigned()));
     s.uow
         .expect_commit()
-        .withf(|b| matches!(&b.writes[..], [Write::InsertAttachment(a)] if a.status == FileStatus::Pending) && b.changes[0].op == ChangeOp::Upsert)
+        .withf(|b| {
+            matches!(&b.writes[..], [Write::InsertAttachment(a)] if a.status == FileStatus::Pending)
+                && b.changes[0].op == ChangeOp::Upsert
+        })
         .times(3)
         .returning(|_| Ok(Committed::default()));
     let svc = build(s);
@@ -192,7 +195,10 @@ async fn bad_names_sizes_and_types_are_refused_before_anything_is_issued() {
                 },
             )
             .await;
-        assert!(matches!(r, Err(AttachmentError::Invalid(_))), "{name:?}: {r:?}");
+        assert!(
+            matches!(r, Err(AttachmentError::Invalid(_))),
+            "{name:?}: {r:?}"
+        );
     }
     let too_big = 100 * 1024 * 1024 + 1;
     let r = svc.create(&caller(), doc.id, request("a", too_big)).await;

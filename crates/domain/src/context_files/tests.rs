@@ -102,7 +102,9 @@ async fn large_text_must_be_uploaded_and_viewers_cannot_write() {
         MockUnitOfWork::new(),
     );
     let big = "x".repeat(256 * 1024 + 1);
-    let r = svc.create(&caller(), WorkspaceId::new(), new_inline(&big)).await;
+    let r = svc
+        .create(&caller(), WorkspaceId::new(), new_inline(&big))
+        .await;
     assert!(matches!(r, Err(ContextFileError::InlineTooLarge { .. })));
 
     let svc = build(
@@ -111,10 +113,14 @@ async fn large_text_must_be_uploaded_and_viewers_cannot_write() {
         MockBlobStore::new(),
         MockUnitOfWork::new(),
     );
-    let r = svc.create(&caller(), WorkspaceId::new(), new_inline("x")).await;
+    let r = svc
+        .create(&caller(), WorkspaceId::new(), new_inline("x"))
+        .await;
     assert!(matches!(r, Err(ContextFileError::Forbidden)));
     let svc = build(None, None, MockBlobStore::new(), MockUnitOfWork::new());
-    let r = svc.create(&caller(), WorkspaceId::new(), new_inline("x")).await;
+    let r = svc
+        .create(&caller(), WorkspaceId::new(), new_inline("x"))
+        .await;
     assert!(matches!(r, Err(ContextFileError::WorkspaceNotFound)));
 }
 
@@ -173,7 +179,12 @@ async fn updates_need_the_current_etag() {
         })
         .times(1)
         .returning(|_| Ok(Committed::default()));
-    let svc = build(Some(Role::Editor), Some(file.clone()), MockBlobStore::new(), uow);
+    let svc = build(
+        Some(Role::Editor),
+        Some(file.clone()),
+        MockBlobStore::new(),
+        uow,
+    );
     let patch = ContextFilePatch {
         text: Some("new".into()),
         ..Default::default()

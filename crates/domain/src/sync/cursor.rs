@@ -64,7 +64,8 @@ mod tests {
         assert_eq!(Cursor::decode(None).unwrap(), Cursor::start());
         assert_eq!(Cursor::decode(Some("")).unwrap(), Cursor::start());
         assert!(Cursor::decode(Some("nope")).is_err());
-        let other_version = crate::pagination::encode_cursor(&serde_json::json!({"v": 2, "ws": {}}));
+        let other_version =
+            crate::pagination::encode_cursor(&serde_json::json!({"v": 2, "ws": {}}));
         assert!(Cursor::decode(Some(&other_version)).is_err());
     }
 }

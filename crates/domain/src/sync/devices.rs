@@ -124,7 +124,11 @@ impl SyncService {
             id,
             user: caller.user_id,
         });
-        self.ports.uow.commit(batch).await.map_err(device_error)
+        self.ports
+            .uow
+            .commit(batch)
+            .await
+            .map_err(device_error)
             .map(drop)
     }
 

@@ -76,11 +76,7 @@ pub enum SyncError {
 
 impl SyncService {
     #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
-    pub async fn pull(
-        &self,
-        caller: &Caller,
-        request: PullRequest,
-    ) -> Result<PullPage, SyncError> {
+    pub async fn pull(&self, caller: &Caller, request: PullRequest) -> Result<PullPage, SyncError> {
         let limit = match request.limit {
             None => DEFAULT_PULL_LIMIT,
             Some(n) if (1..=MAX_PULL_LIMIT).contains(&n) => n,

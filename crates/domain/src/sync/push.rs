@@ -25,8 +25,7 @@ use super::{
 };
 use crate::access::{Caller, Scope};
 use crate::documents::{
-    Document, DocumentError, DocumentPatch, DocumentService, MAX_TITLE, NewDocument,
-    VersionReason,
+    Document, DocumentError, DocumentPatch, DocumentService, MAX_TITLE, NewDocument, VersionReason,
 };
 use crate::feed::{CommitError, Committed, UnitOfWork, Write, WriteBatch};
 use crate::folders::{Folder, FolderError, FolderPatch, FolderService, NewFolder};
@@ -78,10 +77,9 @@ impl SyncService {
                 if mutation.mutation_id < next {
                     results.push(match device.result_of(mutation.mutation_id) {
                         Some(kept) => kept.as_duplicate(),
-                        None => MutationResult::new(
-                            mutation.mutation_id,
-                            MutationStatus::Duplicate,
-                        ),
+                        None => {
+                            MutationResult::new(mutation.mutation_id, MutationStatus::Duplicate)
+                        }
                     });
                     break;
                 }
@@ -148,9 +146,7 @@ impl SyncService {
                 device.last_mutation_id,
                 mutation.mutation_id,
             ));
-            let outcome = self
-                .attempt(caller, device, mutation, &step, lineage)
-                .await;
+            let outcome = self.attempt(caller, device, mutation, &step, lineage).await;
             if step.device_moved() {
                 return Step::DeviceMoved;
             }
@@ -288,8 +284,15 @@ impl SyncService {
                 let body: CreateFolderPayload = payload(m)?;
                 // The folder service reports an id clash as a retryable conflict; here it is a
                 // client bug that retrying cannot fix.
-                if p.folders.folder(FolderId(id)).await.map_err(Failure::Transient)?.is_some() {
-                    return Err(Invalid::new("entity_id", "a folder with this id exists already").into());
+                if p.folders
+                    .folder(FolderId(id))
+                    .await
+                    .map_err(Failure::Transient)?
+                    .is_some()
+                {
+                    return Err(
+                        Invalid::new("entity_id", "a folder with this id exists already").into(),
+                    );
                 }
                 step.expect(applied, Some(id));
                 let request = NewFolder {
@@ -355,7 +358,9 @@ impl SyncService {
         let id = DocumentId(m.entity_id);
         let current = documents.get(caller, id).await.map_err(document_failure)?;
         if current.deleted_at.is_some() {
-            return Err(Failure::Rejected(Rejection::Document(DocumentError::InTrash)));
+            return Err(Failure::Rejected(Rejection::Document(
+                DocumentError::InTrash,
+            )));
         }
         if base > current.version.0 || base < 1 {
             return Err(Invalid::new("base_version", "is not a version of this document").into());
@@ -506,7 +511,11 @@ impl Lineage {
 }
 
 /// "‹title› (conflict, ‹device name›, ‹YYYY-MM-DD›)", the title shortened to fit.
-pub(crate) fn conflict_title(title: &str, device: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+pub(crate) fn conflict_title(
+    title: &str,
+    device: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
     let suffix = format!(" (conflict, {device}, {})", now.format("%Y-%m-%d"));
     let room = MAX_TITLE.saturating_sub(suffix.chars().count());
     let mut out: String = title.trim().chars().take(room).collect();

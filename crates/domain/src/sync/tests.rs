@@ -116,7 +116,9 @@ impl World {
         grants.expect_grant_of().returning(|_, _| Ok(None));
         let mut documents = MockDocumentRepository::new();
         let d = self.document.clone();
-        documents.expect_document().returning(move |_| Ok(d.clone()));
+        documents
+            .expect_document()
+            .returning(move |_| Ok(d.clone()));
         let mut versions = MockVersionRepository::new();
         let vs = self.versions.clone();
         versions
@@ -137,7 +139,12 @@ impl World {
         });
         let mut uow = MockUnitOfWork::new();
         let batches = self.batches.clone();
-        let scripted = Arc::new(Mutex::new(self.commits.iter().map(clone_commit).collect::<VecDeque<_>>()));
+        let scripted = Arc::new(Mutex::new(
+            self.commits
+                .iter()
+                .map(clone_commit)
+                .collect::<VecDeque<_>>(),
+        ));
         uow.expect_commit().returning(move |b| {
             batches.lock().unwrap().push(b);
             scripted
@@ -213,7 +220,11 @@ async fn an_edit_of_the_current_version_is_applied_with_the_advance_in_the_same_
     let world = World::new(Some(Role::Editor), Some(d.clone()), dev.clone());
     let out = world
         .service()
-        .push(&Caller::session(user), dev.id, vec![update(1, &d, 3, "# New\n")])
+        .push(
+            &Caller::session(user),
+            dev.id,
+            vec![update(1, &d, 3, "# New\n")],
+        )
         .await
         .unwrap();
     assert_eq!(out.next_mutation_id, 2);
@@ -221,7 +232,10 @@ async fn an_edit_of_the_current_version_is_applied_with_the_advance_in_the_same_
     let r = &out.results[0];
     assert_eq!(r.status, MutationStatus::Applied);
     assert_eq!(r.version, Some(4));
-    assert_eq!(r.content_hash.as_deref(), Some(ContentHash::of("# New\n").as_str()));
+    assert_eq!(
+        r.content_hash.as_deref(),
+        Some(ContentHash::of("# New\n").as_str())
+    );
     let batches = world.batches();
     assert_eq!(batches.len(), 1, "one transaction");
     let (expected, new, recorded) = advance(&batches[0]);
@@ -229,7 +243,13 @@ async fn an_edit_of_the_current_version_is_applied_with_the_advance_in_the_same_
     assert_eq!(recorded.status, MutationStatus::Applied);
     assert_eq!(recorded.version, Some(4));
     assert_eq!(batches[0].device, Some(dev.id));
-    assert!(matches!(&batches[0].writes[1], Write::SaveDocument { expected: Version(3), .. }));
+    assert!(matches!(
+        &batches[0].writes[1],
+        Write::SaveDocument {
+            expected: Version(3),
+            ..
+        }
+    ));
 }
 
 #[tokio::test]
@@ -243,7 +263,11 @@ async fn edits_to_other_paragraphs_of_an_older_version_are_merged() {
     let client = BASE.replace("Third paragraph.", "Third paragraph, offline.");
     let out = world
         .service()
-        .push(&Caller::session(user), dev.id, vec![update(5, &d, 2, &client)])
+        .push(
+            &Caller::session(user),
+            dev.id,
+            vec![update(5, &d, 2, &client)],
+        )
         .await
         .unwrap();
     let r = &out.results[0];
@@ -255,7 +279,10 @@ async fn edits_to_other_paragraphs_of_an_older_version_are_merged() {
     assert_eq!(batches.len(), 1);
     let (_, _, recorded) = advance(&batches[0]);
     assert_eq!(recorded.status, MutationStatus::Merged);
-    assert_eq!(recorded.content, None, "merged text is not kept with the device");
+    assert_eq!(
+        recorded.content, None,
+        "merged text is not kept with the device"
+    );
     assert!(batches[0].writes.iter().any(
         |w| matches!(w, Write::InsertVersion(v) if v.reason == VersionReason::Merge && v.version == Version(4))
     ));
@@ -272,7 +299,11 @@ async fn the_same_lines_changed_on_both_sides_make_a_conflict_copy() {
     let client = BASE.replace("Second paragraph.", "Second, offline.");
     let out = world
         .service()
-        .push(&Caller::session(user), dev.id, vec![update(1, &d, 2, &client)])
+        .push(
+            &Caller::session(user),
+            dev.id,
+            vec![update(1, &d, 2, &client)],
+        )
         .await
         .unwrap();
     let r = &out.results[0];
@@ -294,7 +325,10 @@ async fn the_same_lines_changed_on_both_sides_make_a_conflict_copy() {
         other => panic!("expected the copy, got {other:?}"),
     }
     assert!(
-        !batches[0].writes.iter().any(|w| matches!(w, Write::SaveDocument { .. })),
+        !batches[0]
+            .writes
+            .iter()
+            .any(|w| matches!(w, Write::SaveDocument { .. })),
         "nothing is overwritten"
     );
 }
@@ -303,7 +337,10 @@ async fn the_same_lines_changed_on_both_sides_make_a_conflict_copy() {
 async fn refused_mutations_are_rejected_and_advance_the_device_alone() {
     let user = UserId::new();
     let d = doc(BASE, 3);
-    for (role, code) in [(Some(Role::Viewer), "forbidden"), (None, "document_not_found")] {
+    for (role, code) in [
+        (Some(Role::Viewer), "forbidden"),
+        (None, "document_not_found"),
+    ] {
         let dev = device(user, 0);
         let world = World::new(role, Some(d.clone()), dev.clone());
         let out = world
@@ -349,7 +386,11 @@ async fn unsupported_and_malformed_mutations_are_rejected() {
     };
     let out = world
         .service()
-        .push(&Caller::session(user), dev.id, vec![comment, unknown_field, no_base])
+        .push(
+            &Caller::session(user),
+            dev.id,
+            vec![comment, unknown_field, no_base],
+        )
         .await
         .unwrap();
     let statuses: Vec<_> = out.results.iter().map(|r| r.status).collect();
@@ -372,7 +413,11 @@ async fn a_gap_stops_the_push_and_names_the_expected_id() {
         .push(
             &Caller::session(user),
             dev.id,
-            vec![update(3, &d, 3, "a"), update(5, &d, 4, "b"), update(6, &d, 4, "c")],
+            vec![
+                update(3, &d, 3, "a"),
+                update(5, &d, 4, "b"),
+                update(6, &d, 4, "c"),
+            ],
         )
         .await
         .unwrap();
@@ -404,13 +449,20 @@ async fn replayed_mutations_are_duplicates_with_their_kept_result() {
         .push(
             &Caller::session(user),
             dev.id,
-            vec![update(1, &d, 3, "a"), update(4, &d, 3, "a"), update(5, &d, 3, "a")],
+            vec![
+                update(1, &d, 3, "a"),
+                update(4, &d, 3, "a"),
+                update(5, &d, 3, "a"),
+            ],
         )
         .await
         .unwrap();
     let statuses: Vec<_> = out.results.iter().map(|r| r.status).collect();
     assert_eq!(statuses, [MutationStatus::Duplicate; 3]);
-    assert_eq!(out.results[1].original_status, Some(MutationStatus::Applied));
+    assert_eq!(
+        out.results[1].original_status,
+        Some(MutationStatus::Applied)
+    );
     assert_eq!(out.results[1].version, Some(7));
     assert_eq!(out.results[0].original_status, None, "not kept any more");
     assert!(world.batches().is_empty(), "nothing applied again");
@@ -436,14 +488,20 @@ async fn unavailable_storage_stops_the_push_where_it_failed() {
     let mut world = World::new(Some(Role::Editor), Some(d.clone()), dev.clone());
     world.commits = VecDeque::from([
         Ok(Committed::default()),
-        Err(CommitError::Store(StoreError::Unavailable(anyhow::anyhow!("down")))),
+        Err(CommitError::Store(StoreError::Unavailable(
+            anyhow::anyhow!("down"),
+        ))),
     ]);
     let out = world
         .service()
         .push(
             &Caller::session(user),
             dev.id,
-            vec![update(1, &d, 3, "a"), update(2, &d, 3, "b"), update(3, &d, 3, "c")],
+            vec![
+                update(1, &d, 3, "a"),
+                update(2, &d, 3, "b"),
+                update(3, &d, 3, "c"),
+            ],
         )
         .await
         .unwrap();
@@ -477,7 +535,10 @@ async fn a_concurrent_push_of_the_same_device_turns_the_mutation_into_a_duplicat
         .await
         .unwrap();
     assert_eq!(out.results[0].status, MutationStatus::Duplicate);
-    assert_eq!(out.results[0].original_status, Some(MutationStatus::Applied));
+    assert_eq!(
+        out.results[0].original_status,
+        Some(MutationStatus::Applied)
+    );
     assert_eq!(world.batches().len(), 1, "applied once, by the other push");
     assert_eq!(out.next_mutation_id, 2);
 }
@@ -514,8 +575,14 @@ async fn creates_use_the_client_id_and_no_ops_still_advance() {
     assert_eq!(out.results[0].version, Some(1));
     assert_eq!(out.results[1].status, MutationStatus::Applied);
     let batches = world.batches();
-    assert!(matches!(&batches[0].writes[1], Write::InsertDocument(d) if d.id.0 == id && d.workspace_id == ws));
-    assert_eq!(batches[1].writes.len(), 1, "an already trashed document: the advance alone");
+    assert!(
+        matches!(&batches[0].writes[1], Write::InsertDocument(d) if d.id.0 == id && d.workspace_id == ws)
+    );
+    assert_eq!(
+        batches[1].writes.len(),
+        1,
+        "an already trashed document: the advance alone"
+    );
     assert_eq!(advance(&batches[1]).1, 2);
 }
 
@@ -525,7 +592,9 @@ async fn only_the_owner_may_push_and_read_only_tokens_may_not() {
     let dev = device(owner, 0);
     let world = World::new(Some(Role::Editor), None, dev.clone());
     let svc = world.service();
-    let other = svc.push(&Caller::session(UserId::new()), dev.id, vec![]).await;
+    let other = svc
+        .push(&Caller::session(UserId::new()), dev.id, vec![])
+        .await;
     assert!(matches!(other, Err(PushError::DeviceNotFound)));
     let read_only = Caller {
         user_id: owner,
@@ -550,7 +619,10 @@ fn pull_service(snapshot: MockFeedSnapshot) -> SyncService {
     let mut feed = MockChangeFeed::new();
     let cell = Mutex::new(Some(snapshot));
     feed.expect_snapshot().returning(move || {
-        Ok(Box::new(cell.lock().unwrap().take().expect("one snapshot per pull")) as Box<dyn FeedSnapshot>)
+        Ok(
+            Box::new(cell.lock().unwrap().take().expect("one snapshot per pull"))
+                as Box<dyn FeedSnapshot>,
+        )
     });
     let mut clock = MockClock::new();
     clock.expect_now().returning(now);
@@ -647,7 +719,11 @@ async fn a_workspace_left_arrives_as_one_tombstone_and_leaves_the_cursor() {
     let c = &page.changes[0];
     assert_eq!(
         (c.scope, c.entity_type, c.op),
-        (Scope::Workspace(ws), EntityType::Workspace, ChangeOp::Delete)
+        (
+            Scope::Workspace(ws),
+            EntityType::Workspace,
+            ChangeOp::Delete
+        )
     );
     assert!(Cursor::decode(Some(&page.cursor)).unwrap().ws.is_empty());
     assert!(!page.has_more);
@@ -689,7 +765,10 @@ async fn a_workspace_joined_arrives_whole_without_tombstones() {
     assert_eq!(page.changes.len(), 1, "{:?}", page.changes);
     assert!(matches!(
         &page.changes[0].data,
-        Some(ChangeData::Workspace(WorkspaceView { role: Role::Editor, .. }))
+        Some(ChangeData::Workspace(WorkspaceView {
+            role: Role::Editor,
+            ..
+        }))
     ));
     assert_eq!(Cursor::decode(Some(&page.cursor)).unwrap().ws[&ws], 9);
 }
@@ -700,15 +779,16 @@ async fn pages_end_where_the_feed_says_and_report_more() {
     let mut s = snapshot(vec![membership(a, 100, 0), membership(b, 3, 0)]);
     let device = DeviceId::new();
     let user = UserId::new();
-    s.expect_device()
-        .returning(move |_| Ok(Some((user, 41))));
-    s.expect_changes().times(1).returning(move |ws, after, limit| {
-        assert_eq!((ws, after, limit), (a, 10, 2));
-        Ok(FeedPage {
-            rows: vec![],
-            end: 40,
-        })
-    });
+    s.expect_device().returning(move |_| Ok(Some((user, 41))));
+    s.expect_changes()
+        .times(1)
+        .returning(move |ws, after, limit| {
+            assert_eq!((ws, after, limit), (a, 10, 2));
+            Ok(FeedPage {
+                rows: vec![],
+                end: 40,
+            })
+        });
     let page = pull_service(s)
         .pull(
             &Caller::session(user),
@@ -770,9 +850,10 @@ async fn commits_poke_every_advanced_workspace_and_the_members_they_touch() {
     let mut fanout = MockFanout::new();
     let log = published.clone();
     fanout.expect_publish().returning(move |topic, payload| {
-        log.lock()
-            .unwrap()
-            .push((topic.to_owned(), serde_json::from_slice::<Poke>(&payload).unwrap()));
+        log.lock().unwrap().push((
+            topic.to_owned(),
+            serde_json::from_slice::<Poke>(&payload).unwrap(),
+        ));
         Ok(())
     });
     let poking = PokingUnitOfWork::new(Arc::new(inner), Arc::new(fanout));
@@ -789,7 +870,9 @@ async fn commits_poke_every_advanced_workspace_and_the_members_they_touch() {
             expected: None,
         })
         .change(Change::upsert(ws, EntityType::Member, user.0));
-    crate::feed::UnitOfWork::commit(&poking, batch).await.unwrap();
+    crate::feed::UnitOfWork::commit(&poking, batch)
+        .await
+        .unwrap();
     let poke = Poke {
         workspace_id: ws,
         seq: 12,
@@ -805,8 +888,9 @@ async fn the_poke_stream_follows_the_callers_workspaces() {
     use crate::fanout::Subscription;
     let user = UserId::new();
     let (a, b) = (WorkspaceId::new(), WorkspaceId::new());
-    let channels: Arc<Mutex<std::collections::HashMap<String, futures::channel::mpsc::UnboundedSender<Vec<u8>>>>> =
-        Arc::default();
+    let channels: Arc<
+        Mutex<std::collections::HashMap<String, futures::channel::mpsc::UnboundedSender<Vec<u8>>>>,
+    > = Arc::default();
     let mut fanout = MockFanout::new();
     let subs = channels.clone();
     fanout.expect_subscribe().returning(move |topic| {
@@ -823,7 +907,11 @@ async fn the_poke_stream_follows_the_callers_workspaces() {
             workspace: workspace(id),
             role: Role::Viewer,
         };
-        Ok(if *n == 1 { vec![view(a)] } else { vec![view(b)] })
+        Ok(if *n == 1 {
+            vec![view(a)]
+        } else {
+            vec![view(b)]
+        })
     });
     let mut ports = pull_service(MockFeedSnapshot::new()).ports.clone();
     ports.fanout = Arc::new(fanout);
@@ -831,15 +919,39 @@ async fn the_poke_stream_follows_the_callers_workspaces() {
     let svc = SyncService::new(ports, SyncSettings::default());
     let mut pokes = svc.pokes(&Caller::session(user)).await.unwrap();
     let send = |topic: String, ws: WorkspaceId, seq: i64| {
-        let poke = serde_json::to_vec(&Poke { workspace_id: ws, seq }).unwrap();
-        channels.lock().unwrap()[&topic].unbounded_send(poke).unwrap();
+        let poke = serde_json::to_vec(&Poke {
+            workspace_id: ws,
+            seq,
+        })
+        .unwrap();
+        channels.lock().unwrap()[&topic]
+            .unbounded_send(poke)
+            .unwrap();
     };
     send(topics::workspace(a), a, 3);
-    assert_eq!(pokes.next().await.unwrap(), Poke { workspace_id: a, seq: 3 });
+    assert_eq!(
+        pokes.next().await.unwrap(),
+        Poke {
+            workspace_id: a,
+            seq: 3
+        }
+    );
     // Removed from a, added to b: the user topic says so, and the stream follows.
     send(topics::user(user), b, 7);
-    assert_eq!(pokes.next().await.unwrap(), Poke { workspace_id: b, seq: 7 });
+    assert_eq!(
+        pokes.next().await.unwrap(),
+        Poke {
+            workspace_id: b,
+            seq: 7
+        }
+    );
     assert!(channels.lock().unwrap().contains_key(&topics::workspace(b)));
     send(topics::workspace(b), b, 8);
-    assert_eq!(pokes.next().await.unwrap(), Poke { workspace_id: b, seq: 8 });
+    assert_eq!(
+        pokes.next().await.unwrap(),
+        Poke {
+            workspace_id: b,
+            seq: 8
+        }
+    );
 }

@@ -41,7 +41,10 @@ pub async fn upload(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let store = store.ok_or_else(not_served)?;
-    let grant = store.0.verify_upload(&path, Utc::now()).map_err(link_error)?;
+    let grant = store
+        .0
+        .verify_upload(&path, Utc::now())
+        .map_err(link_error)?;
     let content_type = header_value(&req, header::CONTENT_TYPE);
     let content_length = req
         .headers()
@@ -91,7 +94,10 @@ pub async fn download(
         // Served from the API's own origin: never rendered, never sniffed, never cached by
         // shared caches.
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .insert_header((header::CONTENT_SECURITY_POLICY, "sandbox; default-src 'none'"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "sandbox; default-src 'none'",
+        ))
         .insert_header((header::CACHE_CONTROL, "private, no-store"))
         .no_chunking(object.size)
         .streaming(object.body))
@@ -103,18 +109,24 @@ fn not_served() -> ApiError {
 
 fn link_error(e: LinkError) -> ApiError {
     match e {
-        LinkError::Invalid => ApiError::new(StatusCode::FORBIDDEN, "invalid_signature", e.to_string()),
+        LinkError::Invalid => {
+            ApiError::new(StatusCode::FORBIDDEN, "invalid_signature", e.to_string())
+        }
         LinkError::Expired => ApiError::new(StatusCode::FORBIDDEN, "link_expired", e.to_string()),
     }
 }
 
 fn receive_error(e: ReceiveError) -> ApiError {
     match e {
-        ReceiveError::TooLarge { limit } => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "upload_too_large", e.to_string())
-                .with("limit", limit)
+        ReceiveError::TooLarge { limit } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "upload_too_large",
+            e.to_string(),
+        )
+        .with("limit", limit),
+        ReceiveError::Incomplete { .. } => {
+            ApiError::bad_request("upload_incomplete", e.to_string())
         }
-        ReceiveError::Incomplete { .. } => ApiError::bad_request("upload_incomplete", e.to_string()),
         ReceiveError::ContentTypeMismatch { .. } => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "content_type_mismatch",

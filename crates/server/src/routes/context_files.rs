@@ -264,7 +264,11 @@ pub async fn update(
         )
         .await?;
     let etag = file.etag();
-    Ok(with_etag(StatusCode::OK, etag, &ContextFileDto::new(file, true)))
+    Ok(with_etag(
+        StatusCode::OK,
+        etag,
+        &ContextFileDto::new(file, true),
+    ))
 }
 
 /// Deletes the context file and any stored object (≥ editor).
@@ -296,5 +300,9 @@ pub async fn complete(
     let id: ContextFileId = parse_id(&path, "context file id")?;
     let file = state.context_files.complete(&auth.caller, id).await?;
     let etag = file.etag();
-    Ok(with_etag(StatusCode::OK, etag, &ContextFileDto::new(file, true)))
+    Ok(with_etag(
+        StatusCode::OK,
+        etag,
+        &ContextFileDto::new(file, true),
+    ))
 }

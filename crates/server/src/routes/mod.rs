@@ -19,18 +19,18 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_document_bytes: usize) {
     cfg.configure(ops::configure)
         .configure(crate::collab::configure_ws)
         .service(
-        web::scope("/api/v1")
-            .configure(crate::collab::configure_api)
-            .configure(auth::configure)
-            .configure(users::configure)
-            .configure(workspaces::configure)
-            .configure(folders::configure)
-            .configure(|c| documents::configure(c, max_document_bytes))
-            .configure(attachments::configure)
-            .configure(context_files::configure)
-            .configure(sync::configure)
-            .configure(blobs::configure),
-    );
+            web::scope("/api/v1")
+                .configure(crate::collab::configure_api)
+                .configure(auth::configure)
+                .configure(users::configure)
+                .configure(workspaces::configure)
+                .configure(folders::configure)
+                .configure(|c| documents::configure(c, max_document_bytes))
+                .configure(attachments::configure)
+                .configure(context_files::configure)
+                .configure(sync::configure)
+                .configure(blobs::configure),
+        );
 }
 
 /// A path segment that must be a UUID; anything else is a precise 400, not a 404.

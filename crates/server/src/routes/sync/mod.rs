@@ -56,7 +56,10 @@ pub async fn register_device(
             )
             .await?;
         let location = format!("/api/v1/devices/{}", device.id);
-        Ok(Reply::json(StatusCode::CREATED, &DeviceDto::from(device))?.header("location", location))
+        Ok(
+            Reply::json(StatusCode::CREATED, &DeviceDto::from(device))?
+                .header("location", location),
+        )
     })
     .await
 }
