@@ -40,6 +40,9 @@ pub struct HubSettings {
     pub outbound_queue: usize,
     /// Presence entries live this long unless renewed.
     pub presence_ttl: Duration,
+    /// Other instances may hold rooms of the same documents: subscribe to and publish on the
+    /// fan-out. With a single instance (no Redis) rooms skip the fan-out entirely.
+    pub shared: bool,
 }
 
 impl Default for HubSettings {
@@ -55,6 +58,7 @@ impl Default for HubSettings {
             message_burst: 1000,
             outbound_queue: 4096,
             presence_ttl: Duration::from_secs(60),
+            shared: true,
         }
     }
 }
@@ -177,6 +181,11 @@ impl Hub {
         self.inner.instance
     }
 
+    /// Whether [`Hub::shutdown`] has started.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Acquire)
+    }
+
     /// Rooms open on this instance.
     pub fn open_rooms(&self) -> usize {
         self.inner
@@ -295,6 +304,9 @@ impl Hub {
             .store
             .append(document, vec![update.clone()])
             .await?;
+        if !self.inner.settings.shared {
+            return Ok(());
+        }
         let payload = room::fanout_payload(self.inner.instance, room::KIND_UPDATE, &update);
         if let Err(e) = self
             .inner

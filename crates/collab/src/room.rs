@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -113,6 +114,10 @@ struct Room {
     pending: Vec<Pending>,
     subscription: Option<Subscription>,
     publisher: mpsc::Sender<Vec<u8>>,
+    /// Set by the publisher when the fan-out refused a message: other instances missed it, and
+    /// this one may have missed theirs, so the room catches up from storage.
+    fanout_trouble: Arc<AtomicBool>,
+    last_catch_up: Instant,
     /// First unmaterialized change, for the debounce window.
     dirty_since: Option<Instant>,
     last_writer: Option<UserId>,
@@ -129,6 +134,9 @@ struct Room {
 const TICK: Duration = Duration::from_millis(500);
 const PRESENCE_EVERY: Duration = Duration::from_secs(20);
 const RESUBSCRIBE_EVERY: Duration = Duration::from_secs(2);
+/// Messages lost on the fan-out (a broker restart, a lagging subscriber) are recovered from
+/// storage at least this often while the room is open.
+const CATCH_UP_EVERY: Duration = Duration::from_secs(60);
 /// Messages handled before the pending updates are stored and relayed.
 const BATCH: usize = 256;
 
@@ -141,11 +149,15 @@ impl Room {
         generation: u64,
         mut rx: mpsc::UnboundedReceiver<RoomMsg>,
     ) -> Option<Room> {
-        let subscription = match hub.fanout.subscribe(&topics::document(document)).await {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(document = %document, error = ?e, "fan-out unavailable; the room works locally");
-                None
+        let subscription = if !hub.settings.shared {
+            None
+        } else {
+            match hub.fanout.subscribe(&topics::document(document)).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(document = %document, error = ?e, "fan-out unavailable; the room works locally");
+                    None
+                }
             }
         };
         let doc = match load(&hub, document).await {
@@ -162,9 +174,16 @@ impl Room {
                 return None;
             }
         };
-        let (publisher, queue) = mpsc::channel(4096);
-        hub.runtime
-            .spawn(publish_loop(hub.clone(), topics::document(document), queue));
+        let (publisher, queue) = mpsc::channel(if hub.settings.shared { 4096 } else { 1 });
+        let fanout_trouble = Arc::new(AtomicBool::new(false));
+        if hub.settings.shared {
+            hub.runtime.spawn(publish_loop(
+                hub.clone(),
+                topics::document(document),
+                queue,
+                fanout_trouble.clone(),
+            ));
+        }
         let now = Instant::now();
         Some(Room {
             hub,
@@ -177,6 +196,8 @@ impl Room {
             pending: Vec::new(),
             subscription,
             publisher,
+            fanout_trouble,
+            last_catch_up: now,
             dirty_since: None,
             last_writer: None,
             appended_since_compaction: 0,
@@ -514,7 +535,8 @@ impl Room {
             }
         }
 
-        if self.subscription.is_none()
+        if settings.shared
+            && self.subscription.is_none()
             && now.duration_since(self.last_resubscribe) >= RESUBSCRIBE_EVERY
         {
             self.last_resubscribe = now;
@@ -528,6 +550,13 @@ impl Room {
                 self.subscription = Some(s);
                 self.catch_up().await;
             }
+        }
+
+        let trouble = self.fanout_trouble.swap(false, Ordering::Relaxed);
+        if self.subscription.is_some()
+            && (trouble || now.duration_since(self.last_catch_up) >= CATCH_UP_EVERY)
+        {
+            self.catch_up().await;
         }
 
         let idle = self.background.as_ref().is_none_or(|h| h.is_finished());
@@ -634,24 +663,43 @@ impl Room {
         }
     }
 
-    /// After the fan-out was away: everything stored is applied and the difference relayed.
+    /// Applies everything stored (idempotent) and relays only what this room did not have: after
+    /// the fan-out was away, and periodically for messages it dropped.
     async fn catch_up(&mut self) {
+        self.last_catch_up = Instant::now();
         let Ok(Some(stored)) = self.hub.store.load(self.document).await else {
             return;
         };
-        let before = ydoc::state_vector(&self.doc);
         let mut all = Vec::with_capacity(stored.updates.len() + 1);
         all.extend(stored.state.filter(|s| !s.is_empty()));
         all.extend(stored.updates.into_iter().map(|(_, u)| u));
+        let fresh = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = fresh.clone();
+        let observed = self.doc.observe_update_v1(
+            "catch-up",
+            move |_: &yrs::TransactionMut, e: &yrs::UpdateEvent| {
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(e.update.clone());
+            },
+        );
         for update in &all {
             if frame::check_update(update).is_ok() && ydoc::apply_update(&self.doc, update).is_err()
             {
                 tracing::warn!(document = %self.document, "skipped a stored update during catch-up");
             }
         }
-        let diff = ydoc::diff_since(&self.doc, &before);
-        let msg = Message::Sync(SyncMessage::Update(diff)).encode_v1();
-        self.broadcast(Bytes::from(msg), None);
+        if observed.is_ok() {
+            let _ = self.doc.unobserve_update_v1("catch-up");
+        }
+        let fresh = std::mem::take(&mut *fresh.lock().unwrap_or_else(|p| p.into_inner()));
+        if !fresh.is_empty() {
+            tracing::info!(document = %self.document, updates = fresh.len(), "caught up from storage");
+        }
+        for update in fresh {
+            let msg = Message::Sync(SyncMessage::Update(update)).encode_v1();
+            self.broadcast(Bytes::from(msg), None);
+        }
     }
 
     fn needs_reload(&mut self) {
@@ -875,10 +923,16 @@ async fn next_remote(subscription: &mut Option<Subscription>) -> Option<Vec<u8>>
 
 /// Publishes in order without holding up the room; a full queue drops (other instances catch
 /// up from storage when they reload).
-async fn publish_loop(hub: Arc<HubInner>, topic: String, mut queue: mpsc::Receiver<Vec<u8>>) {
+async fn publish_loop(
+    hub: Arc<HubInner>,
+    topic: String,
+    mut queue: mpsc::Receiver<Vec<u8>>,
+    trouble: Arc<AtomicBool>,
+) {
     while let Some(payload) = queue.recv().await {
         if let Err(e) = hub.fanout.publish(&topic, payload).await {
             tracing::debug!(error = ?e, "fan-out publish failed");
+            trouble.store(true, Ordering::Relaxed);
         }
     }
 }

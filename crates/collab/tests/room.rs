@@ -298,3 +298,19 @@ async fn idle_rooms_are_flushed_and_evicted() {
     let doc = ydoc::load(Some(&state), &[]).unwrap();
     assert_eq!(text(&doc), "xhello");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_and_flooding_connections_are_closed() {
+    let id = DocumentId::new();
+    let store = Arc::new(MemoryStore::default());
+    let hub = hub(id, store, Arc::new(InProcessFanout::default()));
+    let mut a = hub.connect(id, peer(true)).await.unwrap();
+    let big = Bytes::from(vec![0u8; hub.settings().max_message_bytes + 1]);
+    assert_eq!(a.receive(big).unwrap_err().code, CloseCode::TooLarge);
+    let query = Bytes::from_static(&[3]);
+    let burst = hub.settings().message_burst as usize;
+    for _ in 0..burst {
+        a.receive(query.clone()).unwrap();
+    }
+    assert_eq!(a.receive(query).unwrap_err().code, CloseCode::Flooding);
+}

@@ -56,6 +56,11 @@ impl CollabState {
             max_message_bytes: settings.collab_max_message_bytes,
             messages_per_sec: settings.collab_messages_per_sec,
             message_burst: settings.collab_message_burst,
+            // Without Redis this is the only instance: rooms need no fan-out.
+            shared: settings
+                .redis_url
+                .as_deref()
+                .is_some_and(|u| !u.trim().is_empty()),
             ..mdcreator_collab::HubSettings::default()
         };
         CollabState {

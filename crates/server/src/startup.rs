@@ -173,11 +173,17 @@ impl Application {
         // Actix drains HTTP requests on the same signals; live rooms are flushed and their
         // sockets closed with 1001 alongside, so the drain does not wait for them.
         let collab = self.collab.clone();
-        tokio::spawn(async move {
+        let flush = tokio::spawn(async move {
             crate::collab::shutdown_signal().await;
             collab.shutdown().await;
         });
         let served = self.server.await;
+        if self.collab.is_shutting_down() {
+            // Stopped by a signal: let the rooms finish materializing before the process exits.
+            let _ = tokio::time::timeout(Duration::from_secs(20), flush).await;
+        } else {
+            flush.abort();
+        }
         self.sweeper.abort();
         self.compactor.abort();
         served
