@@ -136,6 +136,13 @@ impl Application {
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
                 .configure(|cfg| routes::configure(cfg, max_document))
         })
+        // Small frames (collaboration updates, SSE events) go out at once: with Nagle's algorithm
+        // a second small write waits for the client's delayed ACK (~40 ms).
+        .on_connect(|conn, _| {
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let _ = tcp.set_nodelay(true);
+            }
+        })
         .keep_alive(Duration::from_secs(75))
         .client_request_timeout(Duration::from_secs(10))
         .shutdown_timeout(settings.shutdown_timeout_secs)
