@@ -137,6 +137,9 @@ const RESUBSCRIBE_EVERY: Duration = Duration::from_secs(2);
 /// Messages lost on the fan-out (a broker restart, a lagging subscriber) are recovered from
 /// storage at least this often while the room is open.
 const CATCH_UP_EVERY: Duration = Duration::from_secs(60);
+/// Awareness states one room keeps (present and recently removed); more are ignored, so a client
+/// inventing client ids cannot grow the room without bound.
+const MAX_AWARENESS_STATES: usize = 4096;
 /// Messages handled before the pending updates are stored and relayed.
 const BATCH: usize = 256;
 
@@ -245,6 +248,10 @@ impl Room {
                 }
                 _ = tick.tick() => {
                     self.flush().await;
+                    if self.reload_due {
+                        self.reload_due = false;
+                        self.reload().await;
+                    }
                     if self.on_tick().await.is_break() {
                         return;
                     }
@@ -725,6 +732,7 @@ impl Room {
             } else {
                 Some(entry.json)
             };
+            let full = self.awareness.len() >= MAX_AWARENESS_STATES;
             match self.awareness.get_mut(&client) {
                 Some(s) => {
                     let removal = s.clock == entry.clock && json.is_none() && s.json.is_some();
@@ -736,6 +744,9 @@ impl Room {
                             s.owner = owner;
                         }
                     }
+                }
+                None if full => {
+                    tracing::warn!(document = %self.document, "too many awareness states; ignoring a new one");
                 }
                 None => {
                     self.awareness.insert(

@@ -564,8 +564,14 @@ async fn relayed_edits_survive_a_server_restart() {
     let url = format!("{}/ws/documents", second.base.replace("http://", "ws://"));
     let r = run("read", json!({"url": url, "doc": doc, "token": token})).await;
     assert_eq!(r["text"], relayed.as_str());
-    // A graceful stop (SIGTERM path) materializes the text.
+    // A graceful stop (the SIGTERM path) closes live sockets with 1001 and materializes the text.
+    let open = Scenario::start(
+        "refused",
+        json!({"target": format!("{url}/{doc}?token={token}"), "timeoutSecs": 20}),
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
     second.app_hub.shutdown().await;
+    assert_eq!(open.result().await["code"], 1001);
     let client = reqwest::Client::new();
     let saved = client
         .get(format!("{}/api/v1/documents/{doc}/content", second.base))
