@@ -19,7 +19,7 @@ REPS="${REPS:-1}"
 PORT="${PORT:-18080}"
 NICE="${NICE:-0}"   # e.g. NICE=-10 (root) as in RESULTS.md, on a machine shared with builds
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mdcreator-target}"
-BIN="$CARGO_TARGET_DIR/release/mdcreator"
+BIN="${BIN:-$CARGO_TARGET_DIR/release/mdcreator}"
 
 # The shared harness is read-only: copy it and install its exact dependencies once.
 mkdir -p "$WORK" "$OUT"
@@ -40,7 +40,14 @@ run_one() {
     *) echo "unknown config $config"; exit 2 ;;
   esac
   local data; data="$(mktemp -d)"
-  env MDCREATOR_LISTEN="127.0.0.1:$PORT" MDCREATOR_DATA_DIR="$data" MDCREATOR_LOG_FORMAT=json \
+  # PG=postgres://user@host:port: a fresh database per run on that server instead of SQLite.
+  local db_env=() pg_db=""
+  if [ -n "${PG:-}" ]; then
+    pg_db="mdc_bench_$$_${config}_$rep"
+    psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $pg_db" -qc "CREATE DATABASE $pg_db"
+    db_env=(MDCREATOR_DATABASE_URL="$PG/$pg_db")
+  fi
+  env "${db_env[@]}" MDCREATOR_LISTEN="127.0.0.1:$PORT" MDCREATOR_DATA_DIR="$data" MDCREATOR_LOG_FORMAT=json \
       RUST_LOG=warn MDCREATOR_ACCESS_TOKEN_TTL_SECS=3600 MDCREATOR_REQUESTS_PER_MINUTE=100000 \
       nice -n "$NICE" "$BIN" serve >"$OUT/rust-$config-r$rep-server.log" 2>&1 &
   local pid=$!
@@ -55,13 +62,21 @@ run_one() {
       | node -pe 'JSON.parse(require("fs").readFileSync(0)).id' >>"$data/rooms.txt"
   done
   echo "$token" >"$data/token.txt"
+  # PERF=1: sample the server's stacks during the run (perf report -i the .data file).
+  local perf_pid=""
+  if [ "${PERF:-0}" = 1 ]; then
+    perf record -F 499 -g -p "$pid" -o "$OUT/rust-$config-r$rep.perf.data" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   (cd "$WORK/collab" && nice -n "$NICE" node bench.mjs --protocol y-websocket --url "ws://127.0.0.1:$PORT/ws/documents" \
       --token-file "$data/token.txt" --room-ids-file "$data/rooms.txt" --server-pid "$pid" \
       --wait-quiet "${WAIT_QUIET:-0}" $args --label "rust-$config-r$rep" --json "$OUT/rust-$config-r$rep.json" --out-dir "$OUT" ${EXTRA:-}) \
     | tee "$OUT/rust-$config-r$rep.txt" || true
+  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid" 2>/dev/null || true; wait "$perf_pid" 2>/dev/null || true; fi
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   rm -rf "$data"
+  if [ -n "$pg_db" ]; then psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" || true; fi
 }
 
 for rep in $(seq 1 "$REPS"); do

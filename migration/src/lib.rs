@@ -9,6 +9,8 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_initial;
 mod m20261125_000002_sync;
 mod m20261126_000001_context_file_uploads;
+mod m20261127_000001_comments;
+mod m20261127_000001_device_results;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -20,6 +22,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_initial::Migration),
             Box::new(m20261126_000001_context_file_uploads::Migration),
             Box::new(m20261125_000002_sync::Migration),
+            Box::new(m20261127_000001_comments::Migration),
+            Box::new(m20261127_000001_device_results::Migration),
         ]
     }
 }

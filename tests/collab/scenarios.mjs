@@ -217,6 +217,64 @@ const scenarios = {
     done({ codes, stillConnected, markers: markers.length + more.length, text })
   },
 
+  /**
+   * Raw sockets (`targets`, name → URL) held open; READY once all are live. Waits until the ones
+   * in `closing` are closed (the Rust side revokes access after READY), then `settleMs` more,
+   * and reports every socket's close code (null: still open).
+   */
+  async watch () {
+    const sockets = Object.entries(p.targets).map(([name, url]) => {
+      const s = { name, ws: new WebSocket(url), code: null, reason: null, open: false }
+      s.ws.on('error', () => {})
+      // The first message (sync step 1) comes once the server admitted and registered it.
+      s.ws.on('message', () => { s.open = true })
+      s.ws.on('close', (code, reason) => { s.code = code; s.reason = reason.toString() })
+      return s
+    })
+    await waitFor('every socket open', () => sockets.every((s) => s.open || s.code !== null))
+    const early = sockets.filter((s) => s.code !== null)
+    if (early.length) fail(`closed before READY: ${JSON.stringify(early.map((s) => [s.name, s.code]))}`)
+    console.log('READY')
+    await waitFor('the revoked sockets to close', () =>
+      sockets.filter((s) => p.closing.includes(s.name)).every((s) => s.code !== null), (p.waitSecs || 30) * 1000)
+    await sleep(p.settleMs || 0)
+    const codes = {}
+    const reasons = {}
+    for (const s of sockets) {
+      codes[s.name] = s.code
+      reasons[s.name] = s.reason
+      if (s.code === null) s.ws.close()
+    }
+    done({ codes, reasons })
+  },
+
+  /**
+   * A y-websocket editor stays connected while a raw socket floods the server with messages
+   * (query-awareness frames) until it is closed; then the editor still edits and syncs.
+   */
+  async flood () {
+    const editor = client({ token: p.token, name: 'editor' })
+    const watcher = client({ token: p.token, name: 'watcher' })
+    await synced([editor, watcher])
+    const code = await new Promise((resolve) => {
+      const ws = new WebSocket(`${p.url}/${p.doc}?token=${encodeURIComponent(p.token)}`)
+      ws.on('error', () => {})
+      ws.on('close', (code) => resolve(code))
+      ws.on('open', async () => {
+        // Well over the burst, as fast as the socket takes them; then wait for the close.
+        for (let i = 0; i < p.messages && ws.readyState === WebSocket.OPEN; i++) {
+          ws.send(Buffer.from([3]))
+          if (i % 100 === 99) await sleep(0)
+        }
+      })
+    })
+    editor.text.insert(0, 'after the flood ')
+    await waitFor('the edit at the watcher', () => watcher.text.toString().startsWith('after the flood '))
+    const stillConnected = [editor, watcher].every((c) => c.provider.wsconnected && c.connects === 1)
+    stop([editor, watcher])
+    done({ code, stillConnected, text: watcher.text.toString() })
+  },
+
   /** Opens a raw socket and reports the close code (refused connections). */
   async refused () {
     const headers = p.origin ? { Origin: p.origin } : {}

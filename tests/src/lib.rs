@@ -72,6 +72,8 @@ pub struct TestApp {
     pub backend: Backend,
     pub base: String,
     pub client: reqwest::Client,
+    /// The server's database, for tests that set up what the API cannot (yet).
+    pub database_url: String,
     handle: actix_web::dev::ServerHandle,
     database: Option<(String, String)>,
     _data_dir: tempfile::TempDir,
@@ -127,6 +129,7 @@ impl TestApp {
             database = Some((admin_url, name));
         }
         configure(&mut settings);
+        let database_url = settings.database_url();
         let app = Application::build(settings).await.expect("server builds");
         let base = format!("http://{}", app.address());
         let handle = app.handle();
@@ -139,6 +142,7 @@ impl TestApp {
             backend,
             base,
             client,
+            database_url,
             handle,
             database,
             _data_dir: data_dir,

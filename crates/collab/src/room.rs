@@ -410,7 +410,7 @@ impl Room {
         }
         let pending = std::mem::take(&mut self.pending);
         let updates: Vec<Vec<u8>> = pending.iter().map(|p| p.update.clone()).collect();
-        match self.hub.store.append(self.document, updates).await {
+        match self.hub.writer.append(self.document, updates).await {
             Ok(_) => {
                 let now = Instant::now();
                 self.appended_since_compaction += pending.len();
@@ -451,7 +451,7 @@ impl Room {
         };
         match self
             .hub
-            .store
+            .writer
             .append(self.document, vec![update.clone()])
             .await
         {
@@ -933,17 +933,29 @@ async fn next_remote(subscription: &mut Option<Subscription>) -> Option<Vec<u8>>
 }
 
 /// Publishes in order without holding up the room; a full queue drops (other instances catch
-/// up from storage when they reload).
+/// up from storage when they reload). Raises `trouble` (the room catches up from storage) when
+/// a publish fails, and once more at the first one that succeeds after: what other instances
+/// stored while the fan-out was down reached nobody, and may have come after the room's last
+/// catch-up.
 async fn publish_loop(
     hub: Arc<HubInner>,
     topic: String,
     mut queue: mpsc::Receiver<Vec<u8>>,
     trouble: Arc<AtomicBool>,
 ) {
+    let mut failing = false;
     while let Some(payload) = queue.recv().await {
-        if let Err(e) = hub.fanout.publish(&topic, payload).await {
-            tracing::debug!(error = ?e, "fan-out publish failed");
-            trouble.store(true, Ordering::Relaxed);
+        match hub.fanout.publish(&topic, payload).await {
+            Err(e) => {
+                tracing::debug!(error = ?e, "fan-out publish failed");
+                failing = true;
+                trouble.store(true, Ordering::Relaxed);
+            }
+            Ok(()) if failing => {
+                failing = false;
+                trouble.store(true, Ordering::Relaxed);
+            }
+            Ok(()) => {}
         }
     }
 }

@@ -51,6 +51,8 @@ pub fn guarded<T>(f: impl FnOnce() -> Result<T, ApplyError>) -> Result<T, ApplyE
 /// the update was empty (nothing to store or relay).
 pub fn apply_update(doc: &Doc, update: &[u8]) -> Result<bool, ApplyError> {
     guarded(|| {
+        #[cfg(test)]
+        let poisoned = test_panics::is_poisoned(update);
         let update = Update::decode_v1(update).map_err(|e| ApplyError::Decode(e.to_string()))?;
         if update.is_empty() {
             return Ok(false);
@@ -58,8 +60,38 @@ pub fn apply_update(doc: &Doc, update: &[u8]) -> Result<bool, ApplyError> {
         let mut txn = doc.transact_mut();
         txn.apply_update(update)
             .map_err(|e| ApplyError::Apply(e.to_string()))?;
+        #[cfg(test)]
+        if poisoned {
+            // After applying, like a yrs bug would: the document is left changed.
+            panic!("test hook: yrs panicked while applying an update");
+        }
         Ok(true)
     })
+}
+
+/// Unit tests only: updates that make [`apply_update`] panic, to test recovery from a panic in
+/// yrs. Not compiled into any other build.
+#[cfg(test)]
+pub(crate) mod test_panics {
+    use std::sync::Mutex;
+
+    static POISONED: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+    /// Applying exactly these bytes panics from now on.
+    pub(crate) fn poison(update: &[u8]) {
+        POISONED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(update.to_vec());
+    }
+
+    pub(crate) fn is_poisoned(update: &[u8]) -> bool {
+        POISONED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|u| u == update)
+    }
 }
 
 /// The update that creates `content` as the initial text (see [`SEED_CLIENT`]).

@@ -56,6 +56,16 @@ impl YjsStore for MemoryStore {
         Ok(s.1.last().map_or(0, |(id, _)| *id))
     }
 
+    async fn append_many(
+        &self,
+        batches: Vec<(DocumentId, Vec<Vec<u8>>)>,
+    ) -> Result<(), StoreError> {
+        for (document, updates) in batches {
+            self.append(document, updates).await?;
+        }
+        Ok(())
+    }
+
     async fn compact(&self, _: DocumentId, merge: MergeFn) -> Result<usize, StoreError> {
         let mut s = self.state.lock().unwrap();
         let n = s.1.len();
@@ -313,4 +323,151 @@ async fn oversize_and_flooding_connections_are_closed() {
         a.receive(query.clone()).unwrap();
     }
     assert_eq!(a.receive(query).unwrap_err().code, CloseCode::Flooding);
+}
+
+/// A fan-out that can be switched off, as Redis goes down and comes back: while off, publishing
+/// and subscribing fail (`Unavailable`) and nothing is delivered; subscriptions made before stay
+/// (the Redis adapter resumes them by itself).
+struct Switchable {
+    bus: Arc<InProcessFanout>,
+    on: std::sync::atomic::AtomicBool,
+}
+
+impl Switchable {
+    fn new(bus: Arc<InProcessFanout>) -> Self {
+        Self {
+            bus,
+            on: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    fn set(&self, on: bool) {
+        self.on.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), mdcreator_domain::fanout::FanoutError> {
+        if self.on.load(std::sync::atomic::Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(mdcreator_domain::fanout::FanoutError::Unavailable(
+                anyhow::anyhow!("switched off"),
+            ))
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Fanout for Switchable {
+    async fn publish(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+    ) -> Result<(), mdcreator_domain::fanout::FanoutError> {
+        self.check()?;
+        self.bus.publish(topic, payload).await
+    }
+
+    async fn subscribe(
+        &self,
+        topic: &str,
+    ) -> Result<mdcreator_domain::fanout::Subscription, mdcreator_domain::fanout::FanoutError> {
+        self.check()?;
+        self.bus.subscribe(topic).await
+    }
+}
+
+/// Reads messages into `doc` until `done(text)` holds; fails after a generous deadline.
+async fn until(c: &mut Connection, doc: &yrs::Doc, what: &str, done: impl Fn(&str) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !done(&text(doc)) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, c.next()).await {
+            Ok(Some(Outbound::Binary(b))) => {
+                if let Ok(Message::Sync(SyncMessage::SyncStep2(u) | SyncMessage::Update(u))) =
+                    Message::decode_v1(&b)
+                {
+                    ydoc::apply_update(doc, &u).unwrap();
+                }
+            }
+            Ok(other) => panic!("{what}: the connection ended: {other:?}"),
+            Err(_) => panic!("{what}: not reached; the text is {:?}", text(doc)),
+        }
+    }
+}
+
+fn awareness_renewal(client: u64, clock: u32) -> Bytes {
+    let update = AwarenessUpdate {
+        clients: [(
+            ClientID::new(client),
+            AwarenessUpdateEntry {
+                clock,
+                json: r#"{"user":{"name":"renewing"}}"#.into(),
+            },
+        )]
+        .into(),
+    };
+    Message::Awareness(update).encode_v1().into()
+}
+
+/// Two instances (hubs) sharing one store lose their fan-out; each side edits while it is down,
+/// so nothing goes over the bus. Once it is back, both rooms converge from storage: the side
+/// whose publishing failed catches up at once, and so does the side that first publishes again
+/// after the outage (here an awareness renewal, which y-websocket sends every 15 s), even when
+/// the other side's edit came after its own catch-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_on_two_instances_converge_from_storage_after_a_fanout_outage() {
+    let id = DocumentId::new();
+    let store = Arc::new(MemoryStore::default());
+    let bus = Arc::new(InProcessFanout::default());
+    let (fan_a, fan_b) = (
+        Arc::new(Switchable::new(bus.clone())),
+        Arc::new(Switchable::new(bus.clone())),
+    );
+    let hub_a = hub(id, store.clone(), fan_a.clone());
+    let hub_b = hub(id, store.clone(), fan_b.clone());
+    let mut a = hub_a.connect(id, peer(true)).await.unwrap();
+    let doc_a = ydoc::new_doc();
+    a.receive(step1(&doc_a)).unwrap();
+    until(&mut a, &doc_a, "a synced", |t| t == "hello").await;
+    let mut b = hub_b.connect(id, peer(true)).await.unwrap();
+    let doc_b = ydoc::new_doc();
+    b.receive(step1(&doc_b)).unwrap();
+    until(&mut b, &doc_b, "b synced", |t| t == "hello").await;
+
+    // While the fan-out is up, edits travel over it.
+    a.receive(edit(&doc_a, 5, " up")).unwrap();
+    until(&mut b, &doc_b, "relayed over the fan-out", |t| {
+        t == "hello up"
+    })
+    .await;
+
+    fan_a.set(false);
+    fan_b.set(false);
+    a.receive(edit(&doc_a, 0, "[A] ")).unwrap();
+    // A's publish fails and A catches up from storage (nothing new there yet) before B edits.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    b.receive(edit(&doc_b, 0, "[B] ")).unwrap();
+    // B's publish fails too: B catches up and gets A's edit from storage.
+    until(&mut b, &doc_b, "A's edit at B during the outage", |t| {
+        t.contains("[A] ")
+    })
+    .await;
+
+    fan_a.set(true);
+    fan_b.set(true);
+    a.receive(awareness_renewal(1, 1)).unwrap();
+    b.receive(awareness_renewal(2, 1)).unwrap();
+    let both = |t: &str| t.contains("[A] ") && t.contains("[B] ") && t.contains("hello up");
+    until(&mut a, &doc_a, "B's edit at A after the outage", both).await;
+    until(&mut b, &doc_b, "both edits at B", both).await;
+    assert_eq!(text(&doc_a), text(&doc_b));
+    // Both edits were stored once each (after the seed and the first edit).
+    assert_eq!(store.updates(), 4);
+
+    // And the fan-out relays again.
+    a.receive(edit(&doc_a, 0, "again ")).unwrap();
+    until(&mut b, &doc_b, "relayed after the outage", |t| {
+        t.starts_with("again ")
+    })
+    .await;
 }

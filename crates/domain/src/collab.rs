@@ -4,6 +4,8 @@
 //!
 //! The CRDT itself (yrs) lives in the collaboration adapter; the domain only moves opaque bytes.
 
+pub mod tickets;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -48,9 +50,16 @@ pub trait YjsStore: Send + Sync {
     /// MUST fail (and store nothing) when the document does not exist.
     async fn append(&self, document: DocumentId, updates: Vec<Vec<u8>>) -> Result<i64, StoreError>;
 
-    /// Replaces the stored state with `merge(state, updates)` and deletes the merged updates, in
-    /// one transaction that holds the document's row lock, so two instances compacting at once
-    /// cannot lose each other's updates. Returns how many updates were merged (0: nothing done).
+    /// Several documents' updates in one transaction (group commit), each document's in order.
+    /// All or nothing: MUST fail and store nothing when any of the documents does not exist.
+    async fn append_many(&self, batches: Vec<(DocumentId, Vec<Vec<u8>>)>)
+    -> Result<(), StoreError>;
+
+    /// Replaces the stored state with `merge(state, updates)` and deletes exactly the merged
+    /// updates. Two compactions of one document at once (two instances) MUST NOT lose each
+    /// other's updates: the write is refused (0) when some of the updates it merged were merged
+    /// by another one meanwhile. Updates appended meanwhile stay. Returns how many updates were
+    /// merged (0: nothing done).
     async fn compact(&self, document: DocumentId, merge: MergeFn) -> Result<usize, StoreError>;
 }
 

@@ -211,6 +211,20 @@ impl ContextFileService {
         workspace: WorkspaceId,
         request: NewContextFile,
     ) -> Result<(ContextFile, Option<PresignedRequest>), ContextFileError> {
+        self.create_with_id(caller, workspace, ContextFileId::new(), request)
+            .await
+    }
+
+    /// [`Self::create`] with a client-chosen id (sync pushes). The caller checks the id is free:
+    /// a taken one fails the insert.
+    #[tracing::instrument(skip_all, fields(user = %caller.user_id, workspace = %workspace, context_file = %id))]
+    pub async fn create_with_id(
+        &self,
+        caller: &Caller,
+        workspace: WorkspaceId,
+        id: ContextFileId,
+        request: NewContextFile,
+    ) -> Result<(ContextFile, Option<PresignedRequest>), ContextFileError> {
         self.access
             .workspace(caller, workspace, Action::EditContextFiles)
             .await
@@ -227,7 +241,6 @@ impl ContextFileService {
             }
         }
         let now = self.clock.now();
-        let id = ContextFileId::new();
         let mut file = ContextFile {
             id,
             workspace_id: workspace,
@@ -373,6 +386,32 @@ impl ContextFileService {
         {
             return Err(conflict(&current));
         }
+        self.patch(caller, current, patch).await
+    }
+
+    /// [`Self::update`] with the version the client edited as the precondition instead of an
+    /// ETag (sync pushes): `VersionConflict` unless the file is still at `base`.
+    #[tracing::instrument(skip_all, fields(user = %caller.user_id, context_file = %id))]
+    pub async fn update_from_version(
+        &self,
+        caller: &Caller,
+        id: ContextFileId,
+        patch: ContextFilePatch,
+        base: Version,
+    ) -> Result<ContextFile, ContextFileError> {
+        let current = self.file(caller, id, Action::EditContextFiles).await?;
+        if current.version != base {
+            return Err(conflict(&current));
+        }
+        self.patch(caller, current, patch).await
+    }
+
+    async fn patch(
+        &self,
+        caller: &Caller,
+        current: ContextFile,
+        patch: ContextFilePatch,
+    ) -> Result<ContextFile, ContextFileError> {
         let mut file = current.clone();
         if let Some(name) = patch.name {
             file.name = checked_name("name", &name, MAX_NAME)?;

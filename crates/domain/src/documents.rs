@@ -215,6 +215,20 @@ pub trait VersionRepository: Send + Sync {
     ) -> Result<Option<DocumentVersion>, StoreError>;
 }
 
+/// A document shared with one user: a role on that document alone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentGrant {
+    pub id: uuid::Uuid,
+    /// The document's workspace (not stored with the grant; for pokes).
+    pub workspace_id: WorkspaceId,
+    pub document_id: DocumentId,
+    pub user_id: UserId,
+    pub role: Role,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_by: Option<UserId>,
+    pub created_at: DateTime<Utc>,
+}
+
 /// Per-document grants (Sharing).
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait::async_trait]
@@ -454,6 +468,103 @@ impl DocumentService {
 
     pub async fn get(&self, caller: &Caller, id: DocumentId) -> Result<Document, DocumentError> {
         self.readable(caller, id).await
+    }
+
+    /// Saves someone's diverging text of `original` as a new document `id` next to it (a sync
+    /// conflict copy): same workspace, same folder (the root when that is gone). Whoever may edit
+    /// the original may make one. A caller who edits it only through a document grant (a shared
+    /// document, not a workspace member with edit rights) could not see a plain new document of
+    /// that workspace, so the copy comes with a grant of the same role to the caller, in the same
+    /// transaction: it then arrives with the caller's other shared documents.
+    #[tracing::instrument(skip_all, fields(user = %caller.user_id, document = %original.id))]
+    pub async fn create_conflict_copy(
+        &self,
+        caller: &Caller,
+        original: &Document,
+        id: DocumentId,
+        title: String,
+        content: String,
+    ) -> Result<Document, DocumentError> {
+        let workspace = original.workspace_id;
+        let member = self
+            .access
+            .workspace(caller, workspace, Action::EditDocuments)
+            .await;
+        let grant = match member {
+            Ok(_) => None,
+            Err(AccessError::Store(e)) => return Err(e.into()),
+            Err(_) => Some(
+                self.access
+                    .document(caller, workspace, original.id, Action::EditDocuments)
+                    .await?,
+            ),
+        };
+        let title = checked_name("title", &title, MAX_TITLE)?;
+        self.check_size(&content)?;
+        let folder_id = match original.folder_id {
+            Some(folder) => self
+                .folders
+                .folder(folder)
+                .await?
+                .filter(|f| f.workspace_id == workspace && f.deleted_at.is_none())
+                .map(|f| f.id),
+            None => None,
+        };
+        let now = self.clock.now();
+        let document = Document {
+            id,
+            workspace_id: workspace,
+            folder_id,
+            title,
+            content_hash: ContentHash::of(&content),
+            content,
+            version: Version::FIRST,
+            position: 0.0,
+            created_by: Some(caller.user_id),
+            updated_by: Some(caller.user_id),
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+        };
+        let mut batch = WriteBatch::by(caller.user_id)
+            .write(Write::InsertDocument(document.clone()))
+            .write(Write::InsertVersion(version_of(
+                &document,
+                caller.user_id,
+                VersionReason::Save,
+                now,
+            )));
+        if let Some(role) = grant {
+            batch = batch
+                .write(Write::InsertDocumentGrant(DocumentGrant {
+                    id: uuid::Uuid::now_v7(),
+                    workspace_id: workspace,
+                    document_id: id,
+                    user_id: caller.user_id,
+                    role,
+                    expires_at: None,
+                    created_by: Some(caller.user_id),
+                    created_at: now,
+                }))
+                .write(Write::Audit(AuditEvent {
+                    workspace_id: workspace,
+                    action: "document.share",
+                    target_type: EntityType::Document,
+                    target_id: Some(id.0),
+                    details: serde_json::json!({
+                        "user_id": caller.user_id,
+                        "role": role.as_str(),
+                        "reason": "sync_conflict_copy",
+                        "original_id": original.id,
+                    }),
+                }));
+        }
+        let batch = batch.change(document_change(&document));
+        self.uow.commit(batch).await.map_err(|e| match e {
+            CommitError::Duplicate(_) => DocumentError::Duplicate,
+            other => commit_error(other, &document),
+        })?;
+        Ok(document)
     }
 
     /// Replaces the content. `if_match` must be the current ETag.

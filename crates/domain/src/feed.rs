@@ -7,15 +7,17 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::attachments::{Attachment, FileStatus};
+use crate::comments::Comment;
 use crate::context_files::ContextFile;
 use crate::documents::{Document, DocumentVersion};
 use crate::folders::Folder;
 use crate::invitations::Invitation;
 use crate::members::Member;
+use crate::notifications::Notification;
 use crate::ports::StoreError;
 use crate::users::User;
 use crate::workspaces::Workspace;
-use crate::{DeviceId, DocumentId, Role, UserId, Version, WorkspaceId};
+use crate::{DeviceId, DocumentId, NotificationId, Role, UserId, Version, WorkspaceId};
 
 /// The kinds of entity the change feed carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -155,7 +157,8 @@ pub enum Write {
     },
     /// Moves a document to the trash (`Some`) or out of it (`None`). Its attachments and context
     /// files follow: trashing sets their `deleted_at` (live ones only), restoring clears it on
-    /// every one whose status is not `deleted`.
+    /// every one whose status is not `deleted`. The adapter MUST append a feed row for each file
+    /// it moves (a tombstone when trashing, an upsert when restoring), after the batch's changes.
     TrashDocument {
         id: DocumentId,
         deleted_at: Option<DateTime<Utc>>,
@@ -175,11 +178,29 @@ pub enum Write {
         expected: FileStatus,
     },
     InsertContextFile(ContextFile),
+    /// Shares one document with one user (`document_shares`).
+    InsertDocumentGrant(crate::documents::DocumentGrant),
     /// Overwrites everything but the ids, `created_*` and `workspace/document` when the stored
     /// version equals `expected`.
     UpdateContextFile {
         file: ContextFile,
         expected: Version,
+    },
+    /// Inserts the comment and its mentions (`Duplicate("comments")` when the id is taken).
+    InsertComment(Comment),
+    /// Overwrites body, anchor, mentions, version, resolution, `updated_at` and `deleted_at` when
+    /// the stored version equals `expected`.
+    UpdateComment {
+        comment: Comment,
+        expected: Version,
+    },
+    InsertNotification(Notification),
+    /// Marks `user`'s unread notifications read at `at`: the one with `id`, or all of them when
+    /// `None`. Touching no row is not an error (they were read already).
+    ReadNotifications {
+        user: UserId,
+        id: Option<NotificationId>,
+        at: DateTime<Utc>,
     },
     Audit(AuditEvent),
     /// Registers a sync device.

@@ -84,3 +84,11 @@ id_type!(
     /// A context file of a workspace (or of one document) for the AI features.
     ContextFileId
 );
+id_type!(
+    /// A comment on a document (a thread root, or a reply in a thread).
+    CommentId
+);
+id_type!(
+    /// A notification for one user (a mention, a reply to their thread).
+    NotificationId
+);

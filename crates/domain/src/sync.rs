@@ -22,7 +22,7 @@ pub use mutations::{
     Mutation, MutationKind, MutationResult, MutationStatus, ProblemFormat, PushOutcome, Rejection,
     Stop, StopReason,
 };
-pub use poke::{Poke, PokeStream, PokingUnitOfWork};
+pub use poke::{Poke, PokePublisher, PokeStream, PokingUnitOfWork};
 pub use ports::{
     ChangeFeed, Compaction, DocumentState, EntityRef, EntityState, FeedPage, FeedRow, FeedSnapshot,
     FeedWorkspace,
@@ -40,6 +40,9 @@ pub use ports::{MockChangeFeed, MockFeedSnapshot};
 use std::sync::Arc;
 
 use crate::access::Access;
+use crate::attachments::{AttachmentRepository, FileSettings};
+use crate::blobs::BlobStore;
+use crate::context_files::ContextFileRepository;
 use crate::documents::{DocumentRepository, VersionRepository};
 use crate::fanout::Fanout;
 use crate::feed::UnitOfWork;
@@ -86,6 +89,12 @@ pub struct SyncPorts {
     pub documents: Arc<dyn DocumentRepository>,
     pub versions: Arc<dyn VersionRepository>,
     pub folders: Arc<dyn FolderRepository>,
+    /// Context files (`context_file.*` mutations), with what their service needs besides.
+    pub context_files: Arc<dyn ContextFileRepository>,
+    /// Storage usage, for the context files' quota (shared with attachments).
+    pub storage: Arc<dyn AttachmentRepository>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub files: FileSettings,
     pub workspaces: Arc<dyn WorkspaceRepository>,
     pub access: Access,
     /// Pass the [`PokingUnitOfWork`] so that pushes poke too.
@@ -102,11 +111,31 @@ pub struct SyncPorts {
 pub struct SyncService {
     ports: SyncPorts,
     settings: SyncSettings,
+    /// What `comment.*` mutations need; without it they are rejected as unsupported.
+    comments: Option<CommentSources>,
+}
+
+/// The ports of the comments' service, for `comment.*` mutations.
+#[derive(Clone)]
+pub struct CommentSources {
+    pub comments: Arc<dyn crate::comments::CommentRepository>,
+    /// Resolves `@email` mentions.
+    pub users: Arc<dyn crate::users::UserRepository>,
 }
 
 impl SyncService {
     pub fn new(ports: SyncPorts, settings: SyncSettings) -> Self {
-        Self { ports, settings }
+        Self {
+            ports,
+            settings,
+            comments: None,
+        }
+    }
+
+    /// Takes `comment.create|update|delete|resolve` mutations.
+    pub fn with_comments(mut self, sources: CommentSources) -> Self {
+        self.comments = Some(sources);
+        self
     }
 
     pub fn settings(&self) -> &SyncSettings {

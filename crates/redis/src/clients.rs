@@ -12,6 +12,7 @@ use fred::types::config::UnresponsiveConfig;
 use crate::fanout::RedisFanout;
 use crate::limiter::RedisRateLimiter;
 use crate::presence::RedisPresence;
+use crate::tickets::RedisTickets;
 
 /// Timeouts and limits of the Redis adapters. The defaults suit production; tests shorten some.
 #[derive(Debug, Clone)]
@@ -142,6 +143,11 @@ impl RedisClients {
     /// Fixed-window counters shared by every instance.
     pub fn rate_limiter(&self) -> RedisRateLimiter {
         RedisRateLimiter::new(self.commands.clone(), self.settings.limiter_timeout)
+    }
+
+    /// Single-use WebSocket tickets any instance can take.
+    pub fn tickets(&self) -> RedisTickets {
+        RedisTickets::new(self.commands.clone(), self.settings.command_timeout)
     }
 
     /// For `/readyz`: `PING` answered within the command timeout, and the subscriber connected.

@@ -1,22 +1,37 @@
 //! Collaboration over HTTP: the WebSocket endpoint (actix-ws) in front of the collaboration hub,
 //! single-use connection tickets, and the presence list.
+//!
+//! A live socket loses its access as soon as the workspace says so: every socket is registered
+//! with the [`AccessWatch`], which re-checks a workspace's sockets when that workspace is poked
+//! (membership and role changes are commits, and commits poke), and each socket re-checks itself
+//! every `recheck_every` as a backstop (a lost poke, a revoked API token).
+//!
+//! What losing access means, per socket: a user removed from the workspace (or from the
+//! document: trashed, grant withdrawn) is closed with 4403; a writer demoted to a role that may
+//! not edit (commenter, viewer) is closed with 4403 too, not silently turned read-only, since
+//! the client would go on typing into a document that drops its edits (y-websocket reconnects,
+//! and the new socket is read-only); a read-only socket stays open when its user keeps read
+//! access (a commenter demoted to viewer, an editor promoted: the new rights apply from the next
+//! socket).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+mod access_watch;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use actix_ws::{AggregatedMessage, CloseReason, ProtocolError};
 use chrono::{DateTime, Utc};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use mdcreator_collab::{Close, CloseCode, Connection, Hub, JoinError, Outbound, Peer};
+use mdcreator_domain::collab::tickets::{self, TICKET_TTL, Ticket, TicketError, TicketStore};
 use mdcreator_domain::collab::{CollabError, CollabService, LiveAccess};
 use mdcreator_domain::identity::AuthError;
 use mdcreator_domain::{Caller, DocumentId};
 
+pub use self::access_watch::AccessWatch;
 use crate::extract::Authenticated;
 use crate::problem::ApiError;
 use crate::routes::parse_id;
@@ -26,14 +41,18 @@ use crate::state::AppState;
 pub struct CollabState {
     pub hub: Hub,
     pub service: Arc<CollabService>,
+    /// In Redis when instances share one, so any instance takes any instance's tickets.
     pub tickets: Arc<dyn TicketStore>,
+    /// Closes sockets whose user lost access, when their workspace is poked.
+    pub watch: AccessWatch,
     pub allowed_origins: Vec<String>,
     /// Tokens, membership and roles of live sockets are checked again this often.
     pub recheck_every: Duration,
 }
 
 impl CollabState {
-    /// The hub over the store, the fan-out and presence chosen at startup.
+    /// The hub over the store, the fan-out, presence and tickets chosen at startup.
+    #[allow(clippy::too_many_arguments)]
     pub fn build(
         settings: &crate::Settings,
         db: Arc<mdcreator_sql::SqlStore>,
@@ -42,11 +61,15 @@ impl CollabState {
         fanout: Arc<dyn mdcreator_domain::fanout::Fanout>,
         clock: Arc<dyn mdcreator_domain::Clock>,
         limits: mdcreator_domain::values::Limits,
+        tickets: Arc<dyn TicketStore>,
+        // The unit of work REST writes use (the poking one): collaboration saves poke sync
+        // clients like every other write.
+        uow: Arc<dyn mdcreator_domain::feed::UnitOfWork>,
     ) -> CollabState {
         let service = Arc::new(CollabService::new(
             db.clone(),
             access,
-            db.clone(),
+            uow,
             presence,
             clock,
             limits,
@@ -61,12 +84,19 @@ impl CollabState {
                 .redis_url
                 .as_deref()
                 .is_some_and(|u| !u.trim().is_empty()),
+            // SQLite has one writer at a time; Postgres commits several at once.
+            store_writers: if db.backend_name() == "postgres" {
+                4
+            } else {
+                1
+            },
             ..mdcreator_collab::HubSettings::default()
         };
         CollabState {
-            hub: Hub::new(db, service.clone(), fanout, hub_settings),
+            hub: Hub::new(db, service.clone(), fanout.clone(), hub_settings),
+            watch: AccessWatch::new(fanout, service.clone()),
             service,
-            tickets: Arc::new(InMemoryTickets::default()),
+            tickets,
             allowed_origins: settings.allowed_origins(),
             recheck_every: Duration::from_secs(settings.collab_recheck_secs.max(1)),
         }
@@ -106,53 +136,6 @@ pub fn configure_api(cfg: &mut web::ServiceConfig) {
 
 // ---- tickets ------------------------------------------------------------------------------
 
-/// How long a ticket may wait for its socket.
-pub const TICKET_TTL_SECS: u64 = 60;
-
-/// Who a ticket stands for.
-#[derive(Debug, Clone)]
-pub struct Ticket {
-    pub document: DocumentId,
-    pub caller: Caller,
-    pub display_name: String,
-    /// The bearer token it was issued for (kept in memory only) and when that token expires.
-    pub token: String,
-    pub token_expires_at: Option<DateTime<Utc>>,
-}
-
-/// Single-use tickets for `?ticket=`. In memory: valid only on the instance that issued it,
-/// which is enough for one instance (or a load balancer with sticky sessions); several
-/// instances behind a round-robin balancer need a shared store (a Redis key with a TTL).
-pub trait TicketStore: Send + Sync {
-    fn issue(&self, ticket: Ticket) -> String;
-    /// The ticket, once: a second take (or one after its TTL) is `None`.
-    fn take(&self, id: &str) -> Option<Ticket>;
-}
-
-#[derive(Default)]
-pub struct InMemoryTickets {
-    tickets: Mutex<HashMap<String, (Ticket, Instant)>>,
-}
-
-impl TicketStore for InMemoryTickets {
-    fn issue(&self, ticket: Ticket) -> String {
-        let mut raw = [0u8; 24];
-        rand::rng().fill_bytes(&mut raw);
-        let id = hex::encode(raw);
-        let mut map = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        map.retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(TICKET_TTL_SECS));
-        map.insert(id.clone(), (ticket, now));
-        id
-    }
-
-    fn take(&self, id: &str) -> Option<Ticket> {
-        let mut map = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
-        let (ticket, at) = map.remove(id)?;
-        (at.elapsed() < Duration::from_secs(TICKET_TTL_SECS)).then_some(ticket)
-    }
-}
-
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct TicketDto {
     pub ticket: String,
@@ -176,16 +159,19 @@ pub async fn create_ticket(
         .join(&auth.caller, document)
         .await
         .map_err(collab_error)?;
-    let id = state.collab.tickets.issue(Ticket {
+    let ticket = Ticket {
         document,
         caller: auth.caller,
         display_name: auth.user.display_name.clone(),
         token_expires_at: jwt_expiry(&auth.token),
         token: auth.token,
-    });
+    };
+    let id = tickets::issue(state.collab.tickets.as_ref(), ticket)
+        .await
+        .map_err(|TicketError::Unavailable(e)| ApiError::unavailable(e))?;
     Ok(HttpResponse::Ok().json(TicketDto {
         ticket: id,
-        expires_in: TICKET_TTL_SECS,
+        expires_in: TICKET_TTL.as_secs(),
     }))
 }
 
@@ -369,6 +355,11 @@ async fn admit(state: &AppState, request: SocketRequest) -> Result<Admitted, Clo
             let t = collab
                 .tickets
                 .take(id)
+                .await
+                .map_err(|TicketError::Unavailable(e)| {
+                    tracing::warn!(error = ?e, "the ticket store is unavailable");
+                    Close::new(CloseCode::Internal, "tickets unavailable")
+                })?
                 .filter(|t| t.document == document)
                 .ok_or_else(|| {
                     Close::new(CloseCode::Unauthorized, "unknown, used or expired ticket")
@@ -420,6 +411,12 @@ async fn pump(
     let every = state.collab.recheck_every;
     let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let mut last_pong = Instant::now();
+    let mut watched = state.collab.watch.register(
+        admitted.access.workspace_id,
+        admitted.caller,
+        admitted.document,
+        admitted.access.writable,
+    );
     let expiry = async {
         match admitted.expires_at {
             Some(at) => {
@@ -479,6 +476,7 @@ async fn pump(
                     return Some(close);
                 }
             }
+            close = watched.revoked() => return Some(close),
             _ = &mut expiry => return Some(Close::new(CloseCode::Unauthorized, "token expired")),
         }
     }
@@ -493,21 +491,30 @@ async fn recheck_access(state: &AppState, admitted: &Admitted) -> Result<(), Clo
         Err(e @ AuthError::Token(_)) => return Err(auth_close(e)),
         Err(_) => {}
     }
-    match state
+    let now = state
         .collab
         .service
         .join(&admitted.caller, admitted.document)
-        .await
-    {
-        Ok(access) if admitted.access.writable && !access.writable => Err(Close::new(
+        .await;
+    match lost_access(admitted.access.writable, &now) {
+        Some(close) => Err(close),
+        None => Ok(()),
+    }
+}
+
+/// Whether a socket opened with `writable` rights must close, given what
+/// [`CollabService::join`] says now (see the module docs). Storage trouble closes nothing.
+fn lost_access(writable: bool, now: &Result<LiveAccess, CollabError>) -> Option<Close> {
+    match now {
+        Ok(access) if writable && !access.writable => Some(Close::new(
             CloseCode::Forbidden,
             "no longer allowed to edit",
         )),
-        Ok(_) => Ok(()),
+        Ok(_) => None,
         Err(CollabError::NotFound | CollabError::Forbidden) => {
-            Err(Close::new(CloseCode::Forbidden, "access revoked"))
+            Some(Close::new(CloseCode::Forbidden, "access revoked"))
         }
-        Err(CollabError::Store(_)) => Ok(()),
+        Err(CollabError::Store(_)) => None,
     }
 }
 
@@ -538,4 +545,47 @@ fn jwt_expiry(token: &str) -> Option<DateTime<Utc>> {
         .ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     DateTime::from_timestamp(claims.get("exp")?.as_i64()?, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use mdcreator_domain::{Role, StoreError, WorkspaceId};
+
+    use super::*;
+
+    fn now(role: Role, writable: bool) -> Result<LiveAccess, CollabError> {
+        Ok(LiveAccess {
+            workspace_id: WorkspaceId::new(),
+            role,
+            writable,
+        })
+    }
+
+    #[test]
+    fn which_sockets_lose_access() {
+        let code = |c: Option<Close>| c.map(|c| c.code);
+        // Removed (or the document is gone): closed, writer or not.
+        for writable in [true, false] {
+            for gone in [CollabError::NotFound, CollabError::Forbidden] {
+                assert_eq!(
+                    code(lost_access(writable, &Err(gone))),
+                    Some(CloseCode::Forbidden)
+                );
+            }
+        }
+        // A writer demoted below editing is closed; one still editing stays.
+        assert_eq!(
+            code(lost_access(true, &now(Role::Commenter, false))),
+            Some(CloseCode::Forbidden)
+        );
+        assert_eq!(code(lost_access(true, &now(Role::Editor, true))), None);
+        // A read-only socket stays while its user can read, promoted or demoted.
+        assert_eq!(code(lost_access(false, &now(Role::Viewer, false))), None);
+        assert_eq!(code(lost_access(false, &now(Role::Admin, true))), None);
+        // Storage trouble closes nothing: the next check decides.
+        let down = Err(CollabError::Store(StoreError::Unavailable(
+            anyhow::anyhow!("down"),
+        )));
+        assert_eq!(code(lost_access(true, &down)), None);
+    }
 }

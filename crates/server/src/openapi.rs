@@ -4,7 +4,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    attachments, auth, blobs, context_files, documents, folders, ops, sync, users, workspaces,
+    attachments, auth, blobs, comments, context_files, documents, folders, ops, sync, users,
+    workspaces,
 };
 
 /// Everything under `/api/v1`.
@@ -62,6 +63,15 @@ use crate::routes::{
     context_files::update,
     context_files::remove,
     context_files::complete,
+    comments::list,
+    comments::create,
+    comments::edit,
+    comments::remove,
+    comments::resolve,
+    comments::reopen,
+    comments::notifications,
+    comments::read,
+    comments::read_all,
     sync::register_device,
     sync::devices,
     sync::delete_device,
@@ -84,7 +94,7 @@ struct ApiV1;
     tags(
         (name = "auth"), (name = "users"), (name = "workspaces"), (name = "members"),
         (name = "invitations"), (name = "folders"), (name = "documents"), (name = "versions"),
-        (name = "attachments"), (name = "context files"), (name = "sync"), (name = "operations"),
+        (name = "attachments"), (name = "context files"), (name = "comments"), (name = "notifications"), (name = "sync"), (name = "operations"),
     )
 )]
 pub struct ApiDoc;

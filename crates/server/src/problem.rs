@@ -11,12 +11,14 @@ use mdcreator_domain::StoreError;
 use mdcreator_domain::access::AccessError;
 use mdcreator_domain::api_tokens::ApiTokenError;
 use mdcreator_domain::attachments::{AttachmentError, UploadError};
+use mdcreator_domain::comments::CommentError;
 use mdcreator_domain::context_files::ContextFileError;
 use mdcreator_domain::documents::DocumentError;
 use mdcreator_domain::folders::FolderError;
 use mdcreator_domain::identity::{AuthError, IdentityError, TokenError};
 use mdcreator_domain::invitations::InvitationError;
 use mdcreator_domain::members::MemberError;
+use mdcreator_domain::notifications::NotificationError;
 use mdcreator_domain::users::UserError;
 use mdcreator_domain::values::Invalid;
 use mdcreator_domain::workspaces::WorkspaceError;
@@ -513,6 +515,44 @@ impl From<ContextFileError> for ApiError {
     }
 }
 
+impl From<CommentError> for ApiError {
+    fn from(e: CommentError) -> Self {
+        use CommentError::*;
+        match e {
+            DocumentNotFound => Self::not_found("document_not_found", e.to_string()),
+            NotFound => Self::not_found("comment_not_found", e.to_string()),
+            Forbidden => Self::forbidden(),
+            Invalid(e) => e.into(),
+            TooLarge { limit } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "comment_too_large",
+                e.to_string(),
+            )
+            .with("limit", limit),
+            NotThreadRoot => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "not_a_thread",
+                e.to_string(),
+            ),
+            DocumentInTrash => Self::conflict("document_in_trash", e.to_string()),
+            Duplicate => Self::conflict("comment_exists", e.to_string()),
+            Conflict => Self::conflict("concurrent_change", e.to_string()),
+            Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<NotificationError> for ApiError {
+    fn from(e: NotificationError) -> Self {
+        match e {
+            NotificationError::NotFound => Self::not_found("notification_not_found", e.to_string()),
+            NotificationError::Forbidden => Self::forbidden(),
+            NotificationError::Invalid(e) => e.into(),
+            NotificationError::Store(e) => e.into(),
+        }
+    }
+}
+
 /// Problem bodies for errors actix raises before a handler runs (JSON, path, query, payload).
 pub fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
     use actix_web::error::JsonPayloadError as J;
@@ -619,6 +659,8 @@ impl From<Rejection> for ApiError {
         match e {
             Rejection::Document(e) => e.into(),
             Rejection::Folder(e) => e.into(),
+            Rejection::ContextFile(e) => e.into(),
+            Rejection::Comment(e) => e.into(),
             Rejection::Invalid(e) => e.into(),
             Rejection::Unsupported(_) => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -24,6 +24,8 @@ use mdcreator_domain::access::Access;
 use mdcreator_domain::api_tokens::ApiTokenService;
 use mdcreator_domain::attachments::{AttachmentService, BlobPurge, FileSettings};
 use mdcreator_domain::blobs::BlobStore;
+use mdcreator_domain::collab::tickets::TicketStore;
+use mdcreator_domain::comments::{CommentPorts, CommentService};
 use mdcreator_domain::context_files::{ContextFilePorts, ContextFileService};
 use mdcreator_domain::documents::DocumentService;
 use mdcreator_domain::fanout::Fanout;
@@ -32,14 +34,19 @@ use mdcreator_domain::folders::FolderService;
 use mdcreator_domain::identity::{AuthPorts, AuthService, IdentityProvider, TokenVerifier};
 use mdcreator_domain::invitations::InvitationService;
 use mdcreator_domain::members::MemberService;
+use mdcreator_domain::notifications::NotificationService;
 use mdcreator_domain::ports::{Clock, RateLimiter, SystemClock};
 use mdcreator_domain::presence::Presence;
-use mdcreator_domain::sync::{PokingUnitOfWork, SyncPorts, SyncService, SyncSettings};
+use mdcreator_domain::sync::{
+    CommentSources, PokingUnitOfWork, SyncPorts, SyncService, SyncSettings,
+};
 use mdcreator_domain::users::UserService;
 use mdcreator_domain::values::Limits;
 use mdcreator_domain::workspaces::WorkspaceService;
 use mdcreator_identity_local::{LocalIdentity, LocalIdentitySettings, TokenIssuer, TokenSettings};
-use mdcreator_inprocess::{InProcessFanout, InProcessPresence, InProcessRateLimiter};
+use mdcreator_inprocess::{
+    InProcessFanout, InProcessPresence, InProcessRateLimiter, InProcessTickets,
+};
 use mdcreator_redis::RedisClients;
 use mdcreator_s3::{S3BlobStore, S3Settings};
 use mdcreator_sql::{SqlSettings, SqlStore};
@@ -260,8 +267,10 @@ async fn wire(settings: &Settings, store: SqlStore, public_url: &str) -> anyhow:
     let db = Arc::new(store.clone());
     let shared = SharedState::connect(settings).await?;
     // Every write path pokes sync clients, on every instance.
-    let uow: Arc<dyn UnitOfWork> =
-        Arc::new(PokingUnitOfWork::new(db.clone(), shared.fanout.clone()));
+    // Pokes are queued by the commit and published beside it (coalesced per workspace).
+    let (poking, publisher) = PokingUnitOfWork::queued(db.clone(), shared.fanout.clone());
+    tokio::spawn(publisher.run());
+    let uow: Arc<dyn UnitOfWork> = Arc::new(poking);
     let limiter = shared.limiter.clone();
 
     let (identity, verifier, keys) = match settings.cognito()? {
@@ -282,6 +291,8 @@ async fn wire(settings: &Settings, store: SqlStore, public_url: &str) -> anyhow:
         shared.fanout.clone(),
         clock.clone(),
         limits,
+        shared.tickets.clone(),
+        uow.clone(),
     );
     let (blobs, local_blobs) = blob_store(settings, public_url).await?;
     let files = FileSettings {
@@ -312,27 +323,48 @@ async fn wire(settings: &Settings, store: SqlStore, public_url: &str) -> anyhow:
         access.clone(),
         files,
     );
-    let sync = Arc::new(SyncService::new(
-        SyncPorts {
-            devices: db.clone(),
-            feed: db.clone(),
+    let comments = CommentService::new(
+        CommentPorts {
+            comments: db.clone(),
             documents: db.clone(),
-            versions: db.clone(),
-            folders: db.clone(),
-            workspaces: db.clone(),
-            access: access.clone(),
+            users: db.clone(),
             uow: uow.clone(),
-            fanout: shared.fanout.clone(),
-            problems: Arc::new(crate::problem::SyncProblems),
-            live: Some(Arc::new(collab.hub.clone())),
             clock: clock.clone(),
-            limits,
         },
-        SyncSettings {
-            retention: chrono::Duration::days(i64::from(settings.sync_retention_days)),
-            ..SyncSettings::default()
-        },
-    ));
+        access.clone(),
+    );
+    let notifications = NotificationService::new(db.clone(), uow.clone(), clock.clone());
+    let sync = Arc::new(
+        SyncService::new(
+            SyncPorts {
+                devices: db.clone(),
+                feed: db.clone(),
+                documents: db.clone(),
+                versions: db.clone(),
+                folders: db.clone(),
+                context_files: db.clone(),
+                storage: db.clone(),
+                blobs: blobs.clone(),
+                files,
+                workspaces: db.clone(),
+                access: access.clone(),
+                uow: uow.clone(),
+                fanout: shared.fanout.clone(),
+                problems: Arc::new(crate::problem::SyncProblems),
+                live: Some(Arc::new(collab.hub.clone())),
+                clock: clock.clone(),
+                limits,
+            },
+            SyncSettings {
+                retention: chrono::Duration::days(i64::from(settings.sync_retention_days)),
+                ..SyncSettings::default()
+            },
+        )
+        .with_comments(CommentSources {
+            comments: db.clone(),
+            users: db.clone(),
+        }),
+    );
     Ok(AppState {
         auth: AuthService::new(
             AuthPorts {
@@ -378,6 +410,8 @@ async fn wire(settings: &Settings, store: SqlStore, public_url: &str) -> anyhow:
         .with_blob_purge(BlobPurge::new(db.clone(), blobs)),
         attachments,
         context_files,
+        comments,
+        notifications,
         sync,
         local_blobs,
         idempotency: db.clone(),
@@ -481,6 +515,8 @@ struct SharedState {
     fanout: Arc<dyn Fanout>,
     presence: Arc<dyn Presence>,
     limiter: Arc<dyn RateLimiter>,
+    /// WebSocket tickets: any instance takes any instance's tickets through Redis.
+    tickets: Arc<dyn TicketStore>,
     redis: Option<RedisClients>,
 }
 
@@ -492,6 +528,7 @@ impl SharedState {
                 fanout: Arc::new(InProcessFanout::default()),
                 presence: Arc::new(InProcessPresence::default()),
                 limiter: Arc::new(InProcessRateLimiter::default()),
+                tickets: Arc::new(InProcessTickets::default()),
                 redis: None,
             });
         };
@@ -503,6 +540,7 @@ impl SharedState {
             fanout: Arc::new(redis.fanout()),
             presence: Arc::new(redis.presence()),
             limiter: Arc::new(redis.rate_limiter()),
+            tickets: Arc::new(redis.tickets()),
             redis: Some(redis),
         })
     }

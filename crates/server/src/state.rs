@@ -5,6 +5,7 @@ use std::sync::Arc;
 use mdcreator_domain::Clock;
 use mdcreator_domain::api_tokens::ApiTokenService;
 use mdcreator_domain::attachments::AttachmentService;
+use mdcreator_domain::comments::CommentService;
 use mdcreator_domain::context_files::ContextFileService;
 use mdcreator_domain::documents::DocumentService;
 use mdcreator_domain::fanout::Fanout;
@@ -13,6 +14,7 @@ use mdcreator_domain::idempotency::IdempotencyStore;
 use mdcreator_domain::identity::AuthService;
 use mdcreator_domain::invitations::InvitationService;
 use mdcreator_domain::members::MemberService;
+use mdcreator_domain::notifications::NotificationService;
 use mdcreator_domain::ports::RateLimiter;
 use mdcreator_domain::presence::Presence;
 use mdcreator_domain::users::UserService;
@@ -41,6 +43,8 @@ pub struct AppState {
     pub documents: DocumentService,
     pub attachments: AttachmentService,
     pub context_files: ContextFileService,
+    pub comments: CommentService,
+    pub notifications: NotificationService,
     /// Devices, push, pull, pokes, feed retention.
     pub sync: Arc<mdcreator_domain::sync::SyncService>,
     /// The embedded blob store behind `/api/v1/blobs/…` (absent with S3).

@@ -53,6 +53,7 @@ impl LocalAccountStore for SqlStore {
         user: &User,
         account: &LocalAccount,
     ) -> Result<(), AccountStoreError> {
+        let _turn = self.write_turn().await;
         let txn = self.begin_write().await.map_err(account_error)?;
         let inserted = async {
             users::Entity::insert(rows::user_row(user))
@@ -135,6 +136,7 @@ impl RefreshTokenStore for SqlStore {
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         use refresh_tokens::Column as C;
+        let _turn = self.write_turn().await;
         let txn = self.begin_write().await.map_err(store_error)?;
         let rotated = async {
             let revoked = refresh_tokens::Entity::update_many()

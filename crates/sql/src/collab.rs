@@ -5,7 +5,9 @@ use mdcreator_domain::collab::{MergeFn, StoredYjs, YjsStore};
 use mdcreator_domain::{DocumentId, StoreError};
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 
 use crate::SqlStore;
 use crate::entity::{document_updates, documents};
@@ -34,60 +36,126 @@ impl YjsStore for SqlStore {
         if updates.is_empty() {
             return Err(StoreError::Unexpected(anyhow::anyhow!("nothing to append")));
         }
-        let now = Utc::now();
-        let rows = updates
-            .into_iter()
-            .map(|data| document_updates::ActiveModel {
-                id: NotSet,
-                document_id: Set(document.0),
-                data: Set(data),
-                created_at: Set(now),
-            });
-        let result = document_updates::Entity::insert_many(rows)
-            .exec(&self.db)
-            .await
-            .map_err(store_error)?;
-        Ok(result.last_insert_id.unwrap_or_default())
+        let _turn = self.write_turn().await;
+        insert_updates(&self.db, document, updates).await
     }
 
+    #[tracing::instrument(skip_all, fields(documents = batches.len()))]
+    async fn append_many(
+        &self,
+        batches: Vec<(DocumentId, Vec<Vec<u8>>)>,
+    ) -> Result<(), StoreError> {
+        if batches.iter().any(|(_, updates)| updates.is_empty()) {
+            return Err(StoreError::Unexpected(anyhow::anyhow!("nothing to append")));
+        }
+        let _turn = self.write_turn().await;
+        let txn = self.begin_write().await.map_err(store_error)?;
+        for (document, updates) in batches {
+            insert_updates(&txn, document, updates).await?;
+        }
+        txn.commit().await.map_err(store_error)
+    }
+
+    /// Reads and merges without holding any lock (merging is CPU work that would stall every
+    /// writer of the document — on SQLite, of the database) on a blocking thread, then writes the result in a short
+    /// transaction that first checks that no other compaction took the same updates meanwhile.
     #[tracing::instrument(skip_all, fields(document = %document))]
     async fn compact(&self, document: DocumentId, merge: MergeFn) -> Result<usize, StoreError> {
-        let txn = self.begin_write().await.map_err(store_error)?;
-        // The row lock serializes compactions of one document across instances (SQLite's
-        // `BEGIN IMMEDIATE` already holds the database's write lock).
-        let mut select = documents::Entity::find_by_id(document.0)
-            .select_only()
-            .column(documents::Column::YjsState);
-        if self.backend() == DbBackend::Postgres {
-            select = select.lock_exclusive();
+        // Updates first, then the state: a compaction that commits between the two reads has
+        // deleted some of these updates (the check below then refuses this one), and one that
+        // commits before the first read left a state that already holds everything deleted.
+        let updates = updates_of(&self.db, document).await?;
+        if updates.is_empty() {
+            return Ok(0);
         }
-        let state: Option<Option<Vec<u8>>> =
-            select.into_tuple().one(&txn).await.map_err(store_error)?;
+        let state: Option<Option<Vec<u8>>> = documents::Entity::find_by_id(document.0)
+            .select_only()
+            .column(documents::Column::YjsState)
+            .into_tuple()
+            .one(&self.db)
+            .await
+            .map_err(store_error)?;
         let Some(state) = state else {
             return Ok(0);
         };
-        let updates = updates_of(&txn, document).await?;
-        let Some(&(last, _)) = updates.last() else {
-            return Ok(0);
-        };
         let n = updates.len();
-        let merged = merge(state, updates.into_iter().map(|(_, u)| u).collect())
+        let ids: Vec<i64> = updates.iter().map(|(id, _)| *id).collect();
+        // CPU work (thousands of updates into a CRDT document): off the async workers.
+        let updates = updates.into_iter().map(|(_, u)| u).collect();
+        let merged = tokio::task::spawn_blocking(move || merge(state, updates))
+            .await
+            .map_err(|e| StoreError::Unexpected(anyhow::anyhow!("merge task failed: {e}")))?
             .map_err(StoreError::Unexpected)?;
+
+        let _turn = self.write_turn().await;
+        let txn = self.begin_write().await.map_err(store_error)?;
+        // The row lock serializes compactions of one document across instances, and waits for
+        // appends in flight (their foreign-key check holds a key-share lock on the row). SQLite's
+        // `BEGIN IMMEDIATE` already holds the database's write lock.
+        let mut select = documents::Entity::find_by_id(document.0)
+            .select_only()
+            .column(documents::Column::Id);
+        if self.backend() == DbBackend::Postgres {
+            select = select.lock_exclusive();
+        }
+        let exists: Option<uuid::Uuid> =
+            select.into_tuple().one(&txn).await.map_err(store_error)?;
+        if exists.is_none() {
+            return Ok(0);
+        }
+        let mut still_there = 0;
+        for chunk in ids.chunks(500) {
+            still_there += document_updates::Entity::find()
+                .filter(document_updates::Column::DocumentId.eq(document.0))
+                .filter(document_updates::Column::Id.is_in(chunk.iter().copied()))
+                .count(&txn)
+                .await
+                .map_err(store_error)?;
+        }
+        if still_there != n as u64 {
+            // Another compaction merged (some of) them first; its state holds them.
+            return Ok(0);
+        }
         documents::Entity::update_many()
             .col_expr(documents::Column::YjsState, Expr::value(merged))
             .filter(documents::Column::Id.eq(document.0))
             .exec(&txn)
             .await
             .map_err(store_error)?;
-        document_updates::Entity::delete_many()
-            .filter(document_updates::Column::DocumentId.eq(document.0))
-            .filter(document_updates::Column::Id.lte(last))
-            .exec(&txn)
-            .await
-            .map_err(store_error)?;
+        // Exactly the merged updates: one appended meanwhile may carry a lower id (ids are
+        // handed out before commit) and must stay.
+        for chunk in ids.chunks(500) {
+            document_updates::Entity::delete_many()
+                .filter(document_updates::Column::DocumentId.eq(document.0))
+                .filter(document_updates::Column::Id.is_in(chunk.iter().copied()))
+                .exec(&txn)
+                .await
+                .map_err(store_error)?;
+        }
         txn.commit().await.map_err(store_error)?;
         Ok(n)
     }
+}
+
+async fn insert_updates(
+    db: &impl sea_orm::ConnectionTrait,
+    document: DocumentId,
+    updates: Vec<Vec<u8>>,
+) -> Result<i64, StoreError> {
+    let now = Utc::now();
+    let rows = updates
+        .into_iter()
+        .map(|data| document_updates::ActiveModel {
+            id: NotSet,
+            document_id: Set(document.0),
+            data: Set(data),
+            created_at: Set(now),
+        });
+    let result = document_updates::Entity::insert_many(rows)
+        .exec(db)
+        .await
+        .map_err(store_error)?;
+    Ok(result.last_insert_id.unwrap_or_default())
 }
 
 async fn updates_of(

@@ -21,21 +21,21 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use mdcreator_domain::attachments::FileStatus;
 use mdcreator_domain::feed::{
-    AuditEvent, Change, Check, CommitError, Committed, UnitOfWork, Write, WriteBatch,
+    AuditEvent, Change, Check, CommitError, Committed, EntityType, UnitOfWork, Write, WriteBatch,
 };
 use mdcreator_domain::{DocumentId, Role, UserId, WorkspaceId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, IdenStatic,
-    PaginatorTrait, QueryFilter,
+    PaginatorTrait, QueryFilter, QuerySelect,
 };
 use uuid::Uuid;
 
 use crate::SqlStore;
 use crate::entity::{
-    attachments, audit_events, changes, context_files, document_versions, documents, folders,
-    invitations, users, workspace_members, workspaces,
+    attachments, audit_events, changes, context_files, document_shares, document_versions,
+    documents, folders, invitations, users, workspace_members, workspaces,
 };
 use crate::error::{store_error, write_error};
 use crate::rows;
@@ -48,6 +48,7 @@ const CHANGE_ROWS_PER_INSERT: usize = 500;
 impl UnitOfWork for SqlStore {
     #[tracing::instrument(skip_all, fields(writes = batch.writes.len(), changes = batch.changes.len()))]
     async fn commit(&self, batch: WriteBatch) -> Result<Committed, CommitError> {
+        let _turn = self.write_turn().await;
         let txn = self.begin_write().await.map_err(store)?;
         match apply(&txn, &batch, Utc::now()).await {
             Ok(committed) => {
@@ -70,13 +71,19 @@ async fn apply(
     batch: &WriteBatch,
     now: DateTime<Utc>,
 ) -> Result<Committed, CommitError> {
+    // The files a trash or restore moves along with their document are changed entities too:
+    // their feed rows follow the batch's own.
+    let mut moved_files: Vec<Change> = Vec::new();
     for write in &batch.writes {
+        if let Write::TrashDocument { id, deleted_at, .. } = write {
+            moved_files.extend(files_moving_with_document(txn, *id, deleted_at.is_some()).await?);
+        }
         apply_write(txn, write, batch.actor, now).await?;
     }
 
     // Each workspace's changes, workspaces in order of first appearance.
     let mut feeds: Vec<(WorkspaceId, Vec<&Change>)> = Vec::new();
-    for change in &batch.changes {
+    for change in batch.changes.iter().chain(&moved_files) {
         match feeds.iter_mut().find(|(ws, _)| *ws == change.workspace_id) {
             Some((_, list)) => list.push(change),
             None => feeds.push((change.workspace_id, vec![change])),
@@ -101,7 +108,7 @@ async fn apply(
         .map(|(ws, list)| (ws, heads.get(&ws).copied().unwrap_or_default(), list))
         .collect();
 
-    let mut rows = Vec::with_capacity(batch.changes.len());
+    let mut rows = Vec::with_capacity(batch.changes.len() + moved_files.len());
     for (_, head, list) in &feeds {
         let first = head - list.len() as i64 + 1;
         for (seq, change) in (first..).zip(list) {
@@ -377,6 +384,21 @@ async fn apply_write(
                 .await;
             one_row("attachments", r.map(|r| r.rows_affected))
         }
+        Write::InsertDocumentGrant(grant) => {
+            let row = document_shares::ActiveModel {
+                id: Set(grant.id),
+                document_id: Set(grant.document_id.0),
+                user_id: Set(Some(grant.user_id.0)),
+                link_token_hash: Set(None),
+                role: Set(grant.role.as_str().to_owned()),
+                expires_at: Set(grant.expires_at),
+                revoked_at: Set(None),
+                created_by: Set(grant.created_by.map(|u| u.0)),
+                created_at: Set(grant.created_at),
+            };
+            let q = document_shares::Entity::insert(row);
+            inserted("document_shares", q.exec_without_returning(txn).await)
+        }
         Write::InsertContextFile(file) => {
             let q = context_files::Entity::insert(rows::context_file_row(file));
             inserted("context_files", q.exec_without_returning(txn).await)
@@ -402,6 +424,10 @@ async fn apply_write(
                 .await;
             one_row("context_files", r.map(|r| r.rows_affected))
         }
+        Write::InsertComment(_)
+        | Write::UpdateComment { .. }
+        | Write::InsertNotification(_)
+        | Write::ReadNotifications { .. } => crate::comments::apply_comment_write(txn, write).await,
         Write::InsertDevice(_) | Write::DeleteDevice { .. } | Write::AdvanceDevice { .. } => {
             crate::sync::apply_device_write(txn, write, now).await
         }
@@ -415,6 +441,65 @@ async fn apply_write(
 /// A document's attachments and context files follow it into the trash (`Some`: live ones get
 /// the document's `deleted_at`) and out of it (`None`: every one not `deleted` is live again).
 /// Tombstones (`status = 'deleted'`) stay tombstones.
+/// Feed rows for the attachments and context files [`move_files_with_document`] is about to
+/// move: tombstones when the document goes to the trash (`trashing`), upserts when it comes back.
+async fn files_moving_with_document(
+    txn: &DatabaseTransaction,
+    document: DocumentId,
+    trashing: bool,
+) -> Result<Vec<Change>, CommitError> {
+    let deleted = FileStatus::Deleted.as_str();
+    let change = |ws: Uuid, kind: EntityType, id: Uuid| {
+        if trashing {
+            Change::delete(WorkspaceId(ws), kind, id)
+        } else {
+            Change::upsert(WorkspaceId(ws), kind, id)
+        }
+    };
+    let mut attachments_q = attachments::Entity::find()
+        .select_only()
+        .column(attachments::Column::Id)
+        .column(attachments::Column::WorkspaceId)
+        .filter(attachments::Column::DocumentId.eq(document.0));
+    let mut files_q = context_files::Entity::find()
+        .select_only()
+        .column(context_files::Column::Id)
+        .column(context_files::Column::WorkspaceId)
+        .column(context_files::Column::Version)
+        .filter(context_files::Column::DocumentId.eq(document.0));
+    if trashing {
+        attachments_q = attachments_q.filter(attachments::Column::DeletedAt.is_null());
+        files_q = files_q.filter(context_files::Column::DeletedAt.is_null());
+    } else {
+        attachments_q = attachments_q
+            .filter(attachments::Column::DeletedAt.is_not_null())
+            .filter(attachments::Column::Status.ne(deleted));
+        files_q = files_q
+            .filter(context_files::Column::DeletedAt.is_not_null())
+            .filter(context_files::Column::Status.ne(deleted));
+    }
+    let found: Vec<(Uuid, Uuid)> = attachments_q
+        .into_tuple()
+        .all(txn)
+        .await
+        .map_err(|e| write_error("attachments", e))?;
+    let mut changes: Vec<Change> = found
+        .into_iter()
+        .map(|(id, ws)| change(ws, EntityType::Attachment, id))
+        .collect();
+    let found: Vec<(Uuid, Uuid, i64)> = files_q
+        .into_tuple()
+        .all(txn)
+        .await
+        .map_err(|e| write_error("context_files", e))?;
+    changes.extend(
+        found
+            .into_iter()
+            .map(|(id, ws, version)| change(ws, EntityType::ContextFile, id).with_version(version)),
+    );
+    Ok(changes)
+}
+
 async fn move_files_with_document(
     txn: &DatabaseTransaction,
     document: DocumentId,

@@ -21,7 +21,10 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::SqlStore;
-use crate::entity::{devices, folders, users, workspace_members, workspaces};
+use crate::entity::{
+    attachments, context_files, device_results, devices, folders, users, workspace_members,
+    workspaces,
+};
 use crate::error::{corrupt, store_error, write_error};
 use crate::rows::{self, DocumentSummaryRow};
 
@@ -38,7 +41,11 @@ impl DeviceRepository for SqlStore {
             .one(&self.db)
             .await
             .map_err(store_error)?;
-        row.map(device).transpose()
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut results = recent_results(&self.db, &[row.id]).await?;
+        device(row, results.remove(&id.0).unwrap_or_default()).map(Some)
     }
 
     async fn devices_of(&self, user: UserId) -> Result<Vec<Device>, StoreError> {
@@ -49,17 +56,56 @@ impl DeviceRepository for SqlStore {
             .all(&self.db)
             .await
             .map_err(store_error)?;
-        found.into_iter().map(device).collect()
+        let ids: Vec<Uuid> = found.iter().map(|d| d.id).collect();
+        let mut results = recent_results(&self.db, &ids).await?;
+        found
+            .into_iter()
+            .map(|d| {
+                let kept = results.remove(&d.id).unwrap_or_default();
+                device(d, kept)
+            })
+            .collect()
     }
 }
 
-fn device(m: devices::Model) -> Result<Device, StoreError> {
-    let recent_results = match m.last_results {
+/// The `device_results` rows of these devices, oldest first per device.
+async fn recent_results<C: ConnectionTrait>(
+    db: &C,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<MutationResult>>, StoreError> {
+    let mut by_device: HashMap<Uuid, Vec<MutationResult>> = HashMap::new();
+    for chunk in ids.chunks(IN_CHUNK) {
+        let rows = device_results::Entity::find()
+            .filter(device_results::Column::DeviceId.is_in(chunk.iter().copied()))
+            .order_by_asc(device_results::Column::DeviceId)
+            .order_by_asc(device_results::Column::MutationId)
+            .all(db)
+            .await
+            .map_err(store_error)?;
+        for row in rows {
+            let result: MutationResult = serde_json::from_value(row.result.clone())
+                .map_err(|_| corrupt("device result", row.result))?;
+            by_device.entry(row.device_id).or_default().push(result);
+        }
+    }
+    Ok(by_device)
+}
+
+/// A device from its row and its `device_results`. Devices that pushed before those existed
+/// still have results in the `last_results` column; both count, the newest
+/// [`RECENT_RESULTS`] kept.
+fn device(m: devices::Model, kept: Vec<MutationResult>) -> Result<Device, StoreError> {
+    let mut recent_results: Vec<MutationResult> = match m.last_results {
         serde_json::Value::Null => Vec::new(),
         json => {
             serde_json::from_value(json.clone()).map_err(|_| corrupt("device results", json))?
         }
     };
+    recent_results.extend(kept);
+    recent_results.sort_by_key(|r| r.mutation_id);
+    recent_results.dedup_by_key(|r| r.mutation_id);
+    let excess = recent_results.len().saturating_sub(RECENT_RESULTS);
+    recent_results.drain(..excess);
     Ok(Device {
         id: m.id.into(),
         user_id: UserId(m.user_id),
@@ -71,6 +117,10 @@ fn device(m: devices::Model) -> Result<Device, StoreError> {
         last_seen_at: m.last_seen_at,
     })
 }
+
+/// `device_results` rows older than the newest [`RECENT_RESULTS`] are removed every this many
+/// mutations (one indexed delete instead of one per mutation).
+const PRUNE_RESULTS_EVERY: i64 = 20;
 
 /// The device writes of a batch (see [`Write::AdvanceDevice`] for the contract).
 pub(crate) async fn apply_device_write(
@@ -115,39 +165,11 @@ pub(crate) async fn apply_device_write(
             new_last,
             result,
         } => {
-            // Lock the row first (SQLite: the write transaction holds the database lock), so
-            // that two pushes of one device serialize here and the second sees the first's id.
-            let mut select = devices::Entity::find_by_id(device.0)
-                .select_only()
-                .column(C::LastMutationId)
-                .column(C::LastResults);
-            if txn.get_database_backend() == DbBackend::Postgres {
-                select = select.lock_exclusive();
-            }
-            let row: Option<(i64, serde_json::Value)> = select
-                .into_tuple()
-                .one(txn)
-                .await
-                .map_err(|e| write_error(DEVICES_TABLE, e))?;
-            let Some((last, stored)) = row else {
-                return Err(CommitError::Stale(DEVICES_TABLE));
-            };
-            if last != *expected_last {
-                return Err(CommitError::Stale(DEVICES_TABLE));
-            }
-            let mut results = match stored {
-                serde_json::Value::Array(items) => items,
-                _ => Vec::new(),
-            };
-            results.push(serde_json::to_value(result.stored()).unwrap_or_default());
-            let excess = results.len().saturating_sub(RECENT_RESULTS);
-            results.drain(..excess);
+            // One conditional update: it locks the row (Postgres; SQLite's write transaction
+            // holds the database lock), so two pushes of one device serialize here, and the
+            // second, re-checking the condition after the first commits, touches no row.
             let r = devices::Entity::update_many()
                 .col_expr(C::LastMutationId, Expr::value(*new_last))
-                .col_expr(
-                    C::LastResults,
-                    Expr::value(serde_json::Value::Array(results)),
-                )
                 .col_expr(C::LastSeenAt, Expr::value(now))
                 .filter(C::Id.eq(device.0))
                 .filter(C::LastMutationId.eq(*expected_last))
@@ -156,6 +178,26 @@ pub(crate) async fn apply_device_write(
                 .map_err(|e| write_error(DEVICES_TABLE, e))?;
             if r.rows_affected == 0 {
                 return Err(CommitError::Stale(DEVICES_TABLE));
+            }
+            // One small row per mutation, not a rewrite of the last hundred results.
+            let row = device_results::ActiveModel {
+                device_id: sea_orm::Set(device.0),
+                mutation_id: sea_orm::Set(*new_last),
+                result: sea_orm::Set(serde_json::to_value(result.stored()).unwrap_or_default()),
+            };
+            device_results::Entity::insert(row)
+                .exec_without_returning(txn)
+                .await
+                .map_err(|e| write_error(DEVICES_TABLE, e))?;
+            if new_last % PRUNE_RESULTS_EVERY == 0 {
+                device_results::Entity::delete_many()
+                    .filter(device_results::Column::DeviceId.eq(device.0))
+                    .filter(
+                        device_results::Column::MutationId.lte(*new_last - RECENT_RESULTS as i64),
+                    )
+                    .exec(txn)
+                    .await
+                    .map_err(|e| write_error(DEVICES_TABLE, e))?;
             }
             Ok(())
         }
@@ -236,6 +278,7 @@ impl SqlStore {
     /// One workspace's compaction, in one transaction: the horizon first, then the rows.
     async fn compact_workspace(&self, ws: Uuid, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
         let backend = self.backend();
+        let _turn = self.write_turn().await;
         let txn = self.begin_write().await.map_err(store_error)?;
         // Rows a reader no longer needs: tombstones, and rows a later row of the entity
         // supersedes — both written before the cutoff.
@@ -569,6 +612,40 @@ impl FeedSnapshot for SqlFeedSnapshot {
                     .into_iter()
                     .map(|f| EntityState::Folder(rows::folder(f))),
             );
+        }
+        for chunk in by_type
+            .get(&EntityType::ContextFile)
+            .map_or(&[][..], |v| v)
+            .chunks(IN_CHUNK)
+        {
+            let found = context_files::Entity::find()
+                .filter(context_files::Column::WorkspaceId.eq(workspace.0))
+                .filter(context_files::Column::Id.is_in(chunk.iter().copied()))
+                .all(txn)
+                .await
+                .map_err(store_error)?;
+            for f in found {
+                states.push(EntityState::ContextFile(rows::context_file(f)?));
+            }
+        }
+        for chunk in by_type
+            .get(&EntityType::Attachment)
+            .map_or(&[][..], |v| v)
+            .chunks(IN_CHUNK)
+        {
+            let found = attachments::Entity::find()
+                .filter(attachments::Column::WorkspaceId.eq(workspace.0))
+                .filter(attachments::Column::Id.is_in(chunk.iter().copied()))
+                .all(txn)
+                .await
+                .map_err(store_error)?;
+            for a in found {
+                states.push(EntityState::Attachment(rows::attachment(a)?));
+            }
+        }
+        if let Some(ids) = by_type.get(&EntityType::Comment) {
+            let found = crate::comments::comments_by_ids(txn, workspace, ids).await?;
+            states.extend(found.into_iter().map(EntityState::Comment));
         }
         for chunk in by_type
             .get(&EntityType::Document)

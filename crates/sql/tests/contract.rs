@@ -1378,6 +1378,12 @@ async fn sqlite_files_run_in_wal_mode_with_foreign_keys() {
         assert_eq!(fk, 1);
         let busy: i32 = pragma("busy_timeout").await.try_get("", "timeout").unwrap();
         assert_eq!(busy, 5_000);
+        // NORMAL (1): durable across a crash of the process, no fsync per commit.
+        let synchronous: i32 = pragma("synchronous")
+            .await
+            .try_get("", "synchronous")
+            .unwrap();
+        assert_eq!(synchronous, 1);
     })
     .await;
 }

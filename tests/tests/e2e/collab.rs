@@ -618,3 +618,157 @@ async fn clients_on_two_instances_converge() {
     b.handle.stop(false).await;
     drop_database(created).await;
 }
+
+/// Access lost through the workspace's pokes, not the periodic re-check (an hour here): a
+/// removed member's socket and a demoted editor's close with 4403 within seconds; another
+/// editor's socket and a commenter's demoted to viewer (still reading) stay open. In process:
+/// with Redis, five logins here would share the per-address login limit with every other test
+/// process on that Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_close_on_the_workspace_poke_when_access_is_lost() {
+    if !clients_installed() {
+        return;
+    }
+    let configure = |s: &mut Settings| s.collab_recheck_secs = 3600;
+    on_every_backend_with(configure, |app| async move {
+        let (owner, ws, doc) = setup(&app, "x").await;
+        let mut members = Vec::new();
+        for (name, role) in [
+            ("removed", "viewer"),
+            ("demoted", "editor"),
+            ("stays", "editor"),
+            ("commenter", "commenter"),
+        ] {
+            let member = app.user(name).await;
+            app.add_member(&owner, &ws, &member, role).await;
+            members.push((name, member));
+        }
+        let base = ws_url(&app);
+        let targets: serde_json::Map<String, Value> = members
+            .iter()
+            .map(|(name, m)| {
+                (
+                    (*name).to_owned(),
+                    json!(format!("{base}/{doc}?token={}", m.token)),
+                )
+            })
+            .collect();
+        let mut sockets = Scenario::start(
+            "watch",
+            json!({"targets": targets, "closing": ["removed", "demoted"], "waitSecs": 15,
+                   "settleMs": 1500, "timeoutSecs": 60}),
+        );
+        sockets.ready().await;
+        let member = |name: &str| &members.iter().find(|(n, _)| *n == name).unwrap().1;
+        let path = |name: &str| format!("/workspaces/{ws}/members/{}", member(name).id);
+        let (status, body) = app
+            .call(&owner, Method::DELETE, &path("removed"), None)
+            .await;
+        assert!(status.is_success(), "remove: {status} {body}");
+        for name in ["demoted", "commenter"] {
+            let (status, body) = app
+                .call(
+                    &owner,
+                    Method::PATCH,
+                    &path(name),
+                    Some(&json!({"role": "viewer"})),
+                )
+                .await;
+            assert!(status.is_success(), "demote {name}: {status} {body}");
+        }
+        let r = sockets.result().await;
+        assert_eq!(r["codes"]["removed"], 4403, "{r}");
+        assert_eq!(r["reasons"]["removed"], "access revoked", "{r}");
+        assert_eq!(r["codes"]["demoted"], 4403, "{r}");
+        assert_eq!(r["reasons"]["demoted"], "no longer allowed to edit", "{r}");
+        assert_eq!(r["codes"]["stays"], Value::Null, "{r}");
+        assert_eq!(r["codes"]["commenter"], Value::Null, "{r}");
+    })
+    .await;
+}
+
+/// A client sending faster than its message rate is closed with 4429; the others on the document
+/// keep their sockets and go on editing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_socket_is_closed_with_4429_and_the_others_stay() {
+    if !clients_installed() {
+        return;
+    }
+    let configure = |s: &mut Settings| {
+        s.collab_messages_per_sec = 5;
+        s.collab_message_burst = 50;
+    };
+    on_every_backend_with(configure, |app| async move {
+        let (owner, _, doc) = setup(&app, "calm\n").await;
+        let r = run(
+            "flood",
+            json!({"url": ws_url(&app), "doc": doc, "token": owner.token, "messages": 5000}),
+        )
+        .await;
+        assert_eq!(r["code"], 4429, "{r}");
+        assert_eq!(r["stillConnected"], true, "{r}");
+        assert_eq!(r["text"], "after the flood calm\n", "{r}");
+    })
+    .await;
+}
+
+/// Behind a round-robin balancer a ticket is spent on another instance than the one that issued
+/// it: with Redis, instance B opens a socket for a ticket from A, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_issued_by_one_instance_opens_a_socket_on_another_once() {
+    if !clients_installed() {
+        return;
+    }
+    let Ok(redis) = std::env::var("REDIS_URL") else {
+        eprintln!("note: skipped — set REDIS_URL to run tickets across instances");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (mut settings, created) = shared_database(dir.path()).await;
+    settings.redis_url = Some(redis);
+    let a = start(settings.clone()).await;
+    let b = start(settings).await;
+    let token = signup(&a.base, "ticketed").await;
+    let doc = new_document(&a.base, &token, "tickets\n").await;
+    let client = reqwest::Client::new();
+    let ticket_from = |base: String| {
+        let (client, token, doc) = (client.clone(), token.clone(), doc.clone());
+        async move {
+            let (status, body) = send(
+                client
+                    .post(format!("{base}/api/v1/documents/{doc}/ws-ticket"))
+                    .bearer_auth(&token),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(body["expires_in"], 60);
+            body["ticket"].as_str().unwrap().to_owned()
+        }
+    };
+    let socket_url = |base: &str, ticket: &str| {
+        format!(
+            "{}/ws/documents/{doc}/{doc}?ticket={ticket}",
+            base.replace("http://", "ws://")
+        )
+    };
+    for (issuer, spender) in [(&a, &b), (&b, &a)] {
+        let ticket = ticket_from(issuer.base.clone()).await;
+        let first = run(
+            "refused",
+            json!({"target": socket_url(&spender.base, &ticket), "openForMs": 1500}),
+        )
+        .await;
+        assert_eq!(first["open"], true, "the ticket opens a socket: {first}");
+        for instance in [spender, issuer] {
+            let again = run(
+                "refused",
+                json!({"target": socket_url(&instance.base, &ticket)}),
+            )
+            .await;
+            assert_eq!(again["code"], 4401, "used twice: {again}");
+        }
+    }
+    a.handle.stop(false).await;
+    b.handle.stop(false).await;
+    drop_database(created).await;
+}

@@ -8,6 +8,7 @@ mod bad_input;
 mod blob_store;
 mod cognito;
 mod collab;
+mod comments;
 mod documents;
 mod folders;
 mod instances;

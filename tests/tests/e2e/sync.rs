@@ -1213,3 +1213,367 @@ async fn server_documents(app: &TestApp, user: &User, ws: &str) -> BTreeMap<Stri
     }
     out
 }
+
+// ---------------------------------------------------------------------------------------------
+// context files, attachments, collaboration saves, shared documents
+
+/// The state a device pulled of one entity.
+fn pulled<'a>(device: &'a Device, kind: &str, id: &str) -> Option<&'a Value> {
+    device.state.get(&format!("{kind}:{id}")).map(|(_, d)| d)
+}
+
+#[tokio::test]
+async fn context_files_pushed_offline_arrive_in_pull_and_a_replay_changes_nothing() {
+    on_every_backend_with(fast, |app| async move {
+        let (mut a, mut b, ws, doc) = two_devices(&app).await;
+        let (style, notes) = (Uuid::now_v7().to_string(), Uuid::now_v7().to_string());
+        let batch = vec![
+            a.mutation(
+                "context_file.create",
+                &style,
+                None,
+                json!({"workspace_id": ws, "name": "style.md", "content": "Be brief."}),
+            ),
+            a.mutation(
+                "context_file.create",
+                &notes,
+                None,
+                json!({"workspace_id": ws, "document_id": doc, "name": "notes.md",
+                       "content": "About the plan.", "content_type": "text/plain"}),
+            ),
+            a.mutation(
+                "context_file.update",
+                &style,
+                Some(1),
+                json!({"content": "Be brief and kind.", "name": "tone.md"}),
+            ),
+            a.mutation(
+                "context_file.create",
+                &Uuid::now_v7().to_string(),
+                None,
+                json!({"workspace_id": ws, "name": "deck.pdf", "size": 5_000_000,
+                       "content_type": "application/pdf"}),
+            ),
+        ];
+        let first = a.push(&app, &batch).await;
+        assert_eq!(
+            statuses(&first),
+            ["applied", "applied", "applied", "rejected"],
+            "{first}"
+        );
+        assert_eq!(results(&first)[2]["version"], 2);
+        let problem = &results(&first)[3]["problem"];
+        assert_eq!(problem["status"], 422, "{problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("cannot be created by sync"),
+            "{problem}"
+        );
+
+        let changes = b.pull(&app).await;
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        let tone = pulled(&b, "context_file", &style).expect("pulled");
+        assert_eq!(tone["name"], "tone.md");
+        assert_eq!(tone["content"], "Be brief and kind.");
+        assert_eq!(tone["version"], 2);
+        assert_eq!(tone["storage"], "inline");
+        assert_eq!(tone["workspace_id"], ws);
+        let n = pulled(&b, "context_file", &notes).expect("pulled");
+        assert_eq!(n["document_id"], doc);
+        assert_eq!(n["content_type"], "text/plain");
+        // The REST API shows the same file.
+        let rest = app.read(&b.user, &format!("/context-files/{style}")).await;
+        assert_eq!(&rest, tone);
+
+        // A replay applies nothing again.
+        a.pull(&app).await;
+        let replay = a.push(&app, &batch).await;
+        assert_eq!(statuses(&replay), ["duplicate"; 4]);
+        assert_eq!(results(&replay)[2]["original_status"], "applied");
+        assert_eq!(results(&replay)[3]["original_status"], "rejected");
+        assert!(b.pull(&app).await.is_empty(), "nothing new after a replay");
+        assert!(a.pull(&app).await.is_empty());
+
+        // An edit of an older version is refused with the REST API's 412 problem.
+        let stale = a.mutation(
+            "context_file.update",
+            &style,
+            Some(1),
+            json!({"content": "Stale."}),
+        );
+        let delete = a.mutation("context_file.delete", &notes, None, json!(null));
+        let r = a.push(&app, &[stale, delete]).await;
+        assert_eq!(statuses(&r), ["rejected", "applied"], "{r}");
+        assert_eq!(results(&r)[0]["problem"]["status"], 412);
+        assert_eq!(results(&r)[0]["problem"]["code"], "version_conflict");
+        assert_eq!(results(&r)[0]["problem"]["current_version"], 2);
+        let changes = b.pull(&app).await;
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0]["entity_id"], notes);
+        assert_eq!(changes[0]["op"], "delete");
+        assert!(pulled(&b, "context_file", &notes).is_none());
+        let (status, _) = app
+            .call(
+                &b.user,
+                Method::GET,
+                &format!("/context-files/{notes}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn attachments_and_context_files_follow_their_document_to_the_trash_in_pull() {
+    on_every_backend_with(fast, |app| async move {
+        let (a, mut b, ws, doc) = two_devices(&app).await;
+        let (status, attachment) = app
+            .call(
+                &a.user,
+                Method::POST,
+                &format!("/documents/{doc}/attachments"),
+                Some(
+                    &json!({"filename": "report.pdf", "content_type": "application/pdf",
+                             "size": 1234}),
+                ),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{attachment}");
+        let attachment = attachment["id"].as_str().unwrap().to_owned();
+        let (status, file) = app
+            .call(
+                &a.user,
+                Method::POST,
+                &format!("/workspaces/{ws}/context-files"),
+                Some(&json!({"name": "notes.md", "content": "x", "document_id": doc})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{file}");
+        let file = file["id"].as_str().unwrap().to_owned();
+
+        b.pull(&app).await;
+        let pulled_attachment = pulled(&b, "attachment", &attachment).expect("pulled");
+        assert_eq!(pulled_attachment["status"], "pending");
+        assert_eq!(pulled_attachment["filename"], "report.pdf");
+        assert_eq!(pulled_attachment["document_id"], doc);
+        assert_eq!(pulled(&b, "context_file", &file).unwrap()["content"], "x");
+
+        let (status, _) = app
+            .call(&a.user, Method::DELETE, &format!("/documents/{doc}"), None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let changes = b.pull(&app).await;
+        let mut gone: Vec<(String, String)> = changes
+            .iter()
+            .map(|c| {
+                assert_eq!(c["op"], "delete", "{c}");
+                (
+                    c["entity_type"].as_str().unwrap().to_owned(),
+                    c["entity_id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        gone.sort();
+        let mut expected = vec![
+            ("attachment".to_owned(), attachment.clone()),
+            ("context_file".to_owned(), file.clone()),
+            ("document".to_owned(), doc.clone()),
+        ];
+        expected.sort();
+        assert_eq!(
+            gone, expected,
+            "the files go to the trash with their document"
+        );
+        assert!(pulled(&b, "attachment", &attachment).is_none());
+
+        let (status, body) = app
+            .call(
+                &a.user,
+                Method::POST,
+                &format!("/documents/{doc}/restore"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        b.pull(&app).await;
+        assert!(b.document(&doc).is_some());
+        assert!(pulled(&b, "attachment", &attachment).is_some(), "back");
+        assert!(pulled(&b, "context_file", &file).is_some(), "back");
+
+        // A fresh device gets only what is live, no tombstones.
+        let mut fresh = Device::register(&app, &b.user, "Bob's tablet").await;
+        fresh.pull(&app).await;
+        assert!(pulled(&fresh, "attachment", &attachment).is_some());
+        assert_eq!(fresh.state.len(), b.state.len(), "{:?}", fresh.state.keys());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_collaboration_save_pokes_sync_clients() {
+    use mdcreator_domain::collab::LiveDocuments;
+    for backend in backends() {
+        let mut shared: Option<Settings> = None;
+        let first = TestApp::spawn_with(backend, |s| {
+            fast(s);
+            s.public_url = Some("https://mdcreator.test".into());
+            shared = Some(s.clone());
+        })
+        .await;
+        let cleanup = first.cleanup_handle();
+        // A second instance on the same database, whose rooms the test drives in-process.
+        let second = Application::build(shared.expect("settings"))
+            .await
+            .expect("second instance");
+        let second_base = format!("http://{}", second.address());
+        let second_handle = second.handle();
+        let hub = second.collab();
+        tokio::spawn(second.run_until_stopped());
+
+        let outcome = tokio::spawn(async move {
+            let owner = first.user("ada").await;
+            let ws = first.workspace(&owner, "Team").await;
+            let doc = first.document(&owner, &ws, "Plan", DOC).await;
+            let doc = doc["id"].as_str().unwrap().to_owned();
+            let document = mdcreator_domain::DocumentId(doc.parse().unwrap());
+            let mut events = open_events(&second_base, &owner).await;
+            read_until(&mut events, ": connected", Duration::from_secs(5)).await;
+
+            let _connection = hub
+                .connect(
+                    document,
+                    mdcreator_collab::Peer {
+                        user_id: mdcreator_domain::UserId(owner.id.parse().unwrap()),
+                        display_name: "Ada".into(),
+                        writable: true,
+                    },
+                )
+                .await
+                .expect("joins the room");
+            let live = format!("{DOC}\nTyped live.\n");
+            hub.apply_text(document, &live).await;
+            // Closing the rooms materializes the live text at once (no debounce wait).
+            hub.shutdown().await;
+            let seen = read_until(
+                &mut events,
+                &format!("\"workspace_id\":\"{ws}\""),
+                Duration::from_secs(10),
+            )
+            .await;
+            assert!(seen.contains("event: changes"), "{seen:?}");
+            let saved = document_json(&first, &owner, &doc).await;
+            assert_eq!(saved["content"], live);
+            assert_eq!(saved["version"], 2);
+            let versions = first
+                .read(&owner, &format!("/documents/{doc}/versions"))
+                .await;
+            assert_eq!(versions["items"][0]["reason"], "collab");
+        })
+        .await;
+        second_handle.stop(false).await;
+        cleanup.run().await;
+        if let Err(e) = outcome {
+            eprintln!("scenario failed on {backend:?}");
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}
+
+async fn document_json(app: &TestApp, user: &User, id: &str) -> Value {
+    app.read(user, &format!("/documents/{id}")).await
+}
+
+/// Shares `document` with `user` alone (the sharing API is not there yet: straight to the table).
+async fn grant(app: &TestApp, owner: &User, document: &str, user: &User, role: &str) {
+    use mdcreator_sql::entity::document_shares;
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+    let db = sea_orm::Database::connect(&app.database_url)
+        .await
+        .expect("database");
+    document_shares::Entity::insert(document_shares::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        document_id: Set(document.parse().unwrap()),
+        user_id: Set(Some(user.id.parse().unwrap())),
+        link_token_hash: Set(None),
+        role: Set(role.to_owned()),
+        expires_at: Set(None),
+        revoked_at: Set(None),
+        created_by: Set(Some(owner.id.parse().unwrap())),
+        created_at: Set(chrono::Utc::now()),
+    })
+    .exec_without_returning(&db)
+    .await
+    .expect("grant");
+    db.close().await.ok();
+}
+
+#[tokio::test]
+async fn a_grant_only_editors_conflict_copy_is_shared_with_them() {
+    on_every_backend_with(fast, |app| async move {
+        let owner = app.user("ada").await;
+        let guest = app.user("gus").await;
+        let ws = app.workspace(&owner, "Team").await;
+        let doc = app.document(&owner, &ws, "Plan", DOC).await;
+        let doc = doc["id"].as_str().unwrap().to_owned();
+        grant(&app, &owner, &doc, &guest, "editor").await;
+        let mut g = Device::register(&app, &guest, "Gus's laptop").await;
+        g.pull(&app).await;
+        let shared = g.state.get(&format!("document:{doc}")).expect("shared");
+        assert_eq!(shared.0, "shared");
+
+        // The owner and the guest change the same line.
+        let mut o = Device::register(&app, &owner, "Ada's laptop").await;
+        let m = o.mutation(
+            "document.update",
+            &doc,
+            Some(1),
+            json!({"content": DOC.replace("Second paragraph.", "Second, by the owner.")}),
+        );
+        assert_eq!(statuses(&o.push(&app, &[m]).await), ["applied"]);
+        let by_guest = DOC.replace("Second paragraph.", "Second, by the guest.");
+        let m = g.mutation(
+            "document.update",
+            &doc,
+            Some(1),
+            json!({"content": by_guest}),
+        );
+        let r = g.push(&app, &[m]).await;
+        assert_eq!(statuses(&r), ["conflict"], "{r}");
+        let copy = results(&r)[0]["conflict_document_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+
+        // The guest sees the copy among its shared documents, and may edit it.
+        g.pull(&app).await;
+        let (scope, pulled_copy) = g.state.get(&format!("document:{copy}")).expect("copy");
+        assert_eq!(scope, "shared");
+        assert_eq!(pulled_copy["content"], by_guest);
+        let today = chrono::Utc::now().format("%Y-%m-%d");
+        assert_eq!(
+            pulled_copy["title"],
+            format!("Plan (conflict, Gus's laptop, {today})")
+        );
+        let m = g.mutation(
+            "document.update",
+            &copy,
+            Some(1),
+            json!({"content": "# kept\n"}),
+        );
+        assert_eq!(statuses(&g.push(&app, &[m]).await), ["applied"]);
+        // It sits next to the original in the workspace, for its members too.
+        let c = document_json(&app, &owner, &copy).await;
+        assert_eq!(c["workspace_id"], ws);
+        assert_eq!(c["content"], "# kept\n");
+        // The guest is still no member.
+        let (status, _) = app
+            .call(&guest, Method::GET, &format!("/workspaces/{ws}"), None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    })
+    .await;
+}

@@ -168,6 +168,10 @@ pub enum Rejection {
     #[error(transparent)]
     Folder(FolderError),
     #[error(transparent)]
+    ContextFile(crate::context_files::ContextFileError),
+    #[error(transparent)]
+    Comment(crate::comments::CommentError),
+    #[error(transparent)]
     Invalid(Invalid),
     /// A mutation type this server does not take (yet).
     #[error("mutation type {0:?} is not supported")]
@@ -239,6 +243,51 @@ pub(crate) struct UpdateFolderPayload {
     #[serde(default, deserialize_with = "double_option")]
     pub parent_id: Option<Option<FolderId>>,
     pub position: Option<f64>,
+}
+
+/// `context_file.create`: inline text only. Blob-backed files need the upload flow of the REST
+/// API (a presigned URL the device must use at once), which an offline queue cannot replay.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateContextFilePayload {
+    pub workspace_id: WorkspaceId,
+    pub document_id: Option<crate::DocumentId>,
+    pub name: String,
+    pub content: Option<String>,
+    pub content_type: Option<String>,
+    /// Present only to refuse it with a clear message (see above).
+    pub size: Option<i64>,
+}
+
+/// `context_file.update`: absent fields are kept; new `content` makes the file inline.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdateContextFilePayload {
+    pub name: Option<String>,
+    pub content: Option<String>,
+    pub content_type: Option<String>,
+}
+
+/// `comment.create`: the comment's id is the mutation's `entity_id`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateCommentPayload {
+    pub document_id: crate::DocumentId,
+    pub body: String,
+    pub parent_id: Option<crate::CommentId>,
+    pub anchor: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdateCommentPayload {
+    pub body: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResolveCommentPayload {
+    pub resolved: bool,
 }
 
 /// The payload of `mutation` as `T`; `null` counts as `{}`.

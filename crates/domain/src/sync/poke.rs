@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures::channel::mpsc;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
@@ -28,23 +29,98 @@ pub struct Poke {
 pub type PokeStream = Pin<Box<dyn Stream<Item = Poke> + Send>>;
 
 /// Publishes a poke for every workspace a commit advanced, and one on each affected user's topic
-/// for membership writes. Wraps the unit of work once, so every write path pokes. Publishing is
-/// best effort: the commit has happened, and clients that miss a poke catch up on their next pull.
+/// for membership writes and document grants. Wraps the unit of work once, so every write path
+/// pokes. Publishing is best effort: the commit has happened, and clients that miss a poke catch
+/// up on their next pull.
+///
+/// Built with [`PokingUnitOfWork::queued`] (the server), a commit only queues its pokes: a
+/// [`PokePublisher`] running beside it sends them, coalescing what queued up meanwhile to one
+/// poke per topic and workspace (the highest seq), so a 500-mutation push neither waits for the
+/// fan-out 500 times nor floods it. [`PokingUnitOfWork::new`] publishes before `commit` returns.
 pub struct PokingUnitOfWork {
     inner: Arc<dyn UnitOfWork>,
-    fanout: Arc<dyn Fanout>,
+    sink: PokeSink,
+}
+
+enum PokeSink {
+    Inline(Arc<dyn Fanout>),
+    Queued(mpsc::UnboundedSender<(String, Poke)>),
 }
 
 impl PokingUnitOfWork {
+    /// Publishes each commit's pokes before the commit returns.
     pub fn new(inner: Arc<dyn UnitOfWork>, fanout: Arc<dyn Fanout>) -> Self {
-        Self { inner, fanout }
+        Self {
+            inner,
+            sink: PokeSink::Inline(fanout),
+        }
+    }
+
+    /// Queues each commit's pokes for the returned publisher, which the caller must spawn (it
+    /// ends once every clone of the unit of work is dropped).
+    pub fn queued(inner: Arc<dyn UnitOfWork>, fanout: Arc<dyn Fanout>) -> (Self, PokePublisher) {
+        let (tx, rx) = mpsc::unbounded();
+        let publisher = PokePublisher { rx, fanout };
+        (
+            Self {
+                inner,
+                sink: PokeSink::Queued(tx),
+            },
+            publisher,
+        )
     }
 
     async fn publish(&self, topic: String, poke: Poke) {
-        let payload = serde_json::to_vec(&poke).unwrap_or_default();
-        if let Err(FanoutError::Unavailable(e)) = self.fanout.publish(&topic, payload).await {
-            tracing::warn!(error = ?e, %topic, "could not publish a sync poke");
+        match &self.sink {
+            PokeSink::Inline(fanout) => publish(fanout.as_ref(), &topic, poke).await,
+            PokeSink::Queued(tx) => {
+                // Fails only once the publisher is gone (shutdown): nobody is listening then.
+                let _ = tx.unbounded_send((topic, poke));
+            }
         }
+    }
+}
+
+/// Sends queued pokes to the fan-out: whatever queued up while it was publishing goes out as
+/// one poke per topic and workspace, with the highest seq.
+pub struct PokePublisher {
+    rx: mpsc::UnboundedReceiver<(String, Poke)>,
+    fanout: Arc<dyn Fanout>,
+}
+
+impl PokePublisher {
+    pub async fn run(mut self) {
+        while let Some(first) = self.rx.next().await {
+            let mut due: Vec<(String, Poke)> = vec![first];
+            while let Ok(next) = self.rx.try_recv() {
+                due.push(next);
+            }
+            for (topic, poke) in coalesce(due) {
+                publish(self.fanout.as_ref(), &topic, poke).await;
+            }
+        }
+    }
+}
+
+/// One poke per topic and workspace, the highest seq, in order of first appearance.
+fn coalesce(pokes: Vec<(String, Poke)>) -> Vec<(String, Poke)> {
+    let mut out: Vec<(String, Poke)> = Vec::with_capacity(pokes.len());
+    for (topic, poke) in pokes {
+        match out
+            .iter_mut()
+            .find(|(t, p)| *t == topic && p.workspace_id == poke.workspace_id)
+        {
+            Some((_, kept)) => kept.seq = kept.seq.max(poke.seq),
+            None => out.push((topic, poke)),
+        }
+    }
+    out
+}
+
+async fn publish(fanout: &dyn Fanout, topic: &str, poke: Poke) {
+    let payload = serde_json::to_vec(&poke).unwrap_or_default();
+    if let Err(FanoutError::Unavailable(e)) = fanout.publish(topic, payload).await {
+        tracing::warn!(error = ?e, %topic, "could not publish a sync poke");
     }
 }
 
@@ -61,6 +137,8 @@ impl UnitOfWork for PokingUnitOfWork {
                     user_id,
                     ..
                 } => Some((*user_id, *workspace_id)),
+                // A grantee does not follow the workspace: its own topic tells it to pull.
+                Write::InsertDocumentGrant(grant) => Some((grant.user_id, grant.workspace_id)),
                 _ => None,
             })
             .collect();

@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::attachments::Attachment;
+use crate::context_files::ContextFile;
 use crate::documents::DocumentSummary;
 use crate::feed::{ChangeOp, EntityType};
 use crate::folders::Folder;
@@ -63,6 +65,9 @@ pub enum EntityState {
     Member(MemberProfile),
     Folder(Folder),
     Document(DocumentState),
+    ContextFile(ContextFile),
+    Attachment(Attachment),
+    Comment(crate::comments::Comment),
 }
 
 impl EntityState {
@@ -72,6 +77,9 @@ impl EntityState {
             EntityState::Member(m) => (EntityType::Member, m.member.user_id.0),
             EntityState::Folder(f) => (EntityType::Folder, f.id.0),
             EntityState::Document(d) => (EntityType::Document, d.summary.id.0),
+            EntityState::ContextFile(f) => (EntityType::ContextFile, f.id.0),
+            EntityState::Attachment(a) => (EntityType::Attachment, a.id.0),
+            EntityState::Comment(c) => (EntityType::Comment, c.id.0),
         };
         EntityRef { entity_type, id }
     }
@@ -83,6 +91,10 @@ impl EntityState {
             EntityState::Member(_) => false,
             EntityState::Folder(f) => f.deleted_at.is_some(),
             EntityState::Document(d) => d.summary.deleted_at.is_some(),
+            // Deleted, or in the trash with their document.
+            EntityState::ContextFile(f) => !f.is_live(),
+            EntityState::Attachment(a) => !a.is_live(),
+            EntityState::Comment(c) => c.is_deleted(),
         }
     }
 }
@@ -128,7 +140,8 @@ pub trait FeedSnapshot: Send {
     ) -> Result<FeedPage, StoreError>;
 
     /// The current state of those entities of `workspace` that still exist (trashed ones
-    /// included). Documents larger than `inline_bytes` come without content.
+    /// included; context files and attachments in any status, `deleted` included). Documents
+    /// larger than `inline_bytes` come without content.
     async fn entities(
         &mut self,
         workspace: WorkspaceId,

@@ -38,6 +38,9 @@ pub enum ChangeData {
     Member(crate::members::MemberProfile),
     Folder(crate::folders::Folder),
     Document(DocumentState),
+    ContextFile(crate::context_files::ContextFile),
+    Attachment(crate::attachments::Attachment),
+    Comment(crate::comments::Comment),
 }
 
 /// One entity's latest state (or tombstone) since the cursor.
@@ -199,6 +202,9 @@ impl SyncService {
                     EntityState::Member(m) => ChangeData::Member(m),
                     EntityState::Folder(f) => ChangeData::Folder(f),
                     EntityState::Document(d) => ChangeData::Document(d),
+                    EntityState::ContextFile(f) => ChangeData::ContextFile(f),
+                    EntityState::Attachment(a) => ChangeData::Attachment(a),
+                    EntityState::Comment(c) => ChangeData::Comment(c),
                 });
                 if data.is_none() && whole {
                     continue;
@@ -294,11 +300,16 @@ impl SyncService {
     }
 }
 
-/// Entity types whose state pull can send. Others (comments, attachments, context files) are
-/// skipped until their features can show them.
+/// Entity types whose state pull can send: every type the feed carries now.
 fn renders(entity_type: EntityType) -> bool {
     matches!(
         entity_type,
-        EntityType::Workspace | EntityType::Member | EntityType::Folder | EntityType::Document
+        EntityType::Workspace
+            | EntityType::Member
+            | EntityType::Folder
+            | EntityType::Document
+            | EntityType::ContextFile
+            | EntityType::Attachment
+            | EntityType::Comment
     )
 }

@@ -15,23 +15,31 @@ use uuid::Uuid;
 
 use super::devices::Device;
 use super::merge::{Merged, merge_text, merge_title};
+use super::mutations::{CreateCommentPayload, ResolveCommentPayload, UpdateCommentPayload};
 use super::mutations::{
-    CreateDocumentPayload, CreateFolderPayload, MoveDocumentPayload, NoPayload,
-    UpdateDocumentPayload, UpdateFolderPayload, payload,
+    CreateContextFilePayload, CreateDocumentPayload, CreateFolderPayload, MoveDocumentPayload,
+    NoPayload, UpdateContextFilePayload, UpdateDocumentPayload, UpdateFolderPayload, payload,
 };
 use super::{
     MAX_MUTATIONS, Mutation, MutationKind, MutationResult, MutationStatus, PushOutcome, Rejection,
     Stop, StopReason, SyncService,
 };
 use crate::access::{Caller, Scope};
+use crate::attachments::FileStatus;
+use crate::comments::{CommentError, CommentPorts, CommentService, NewComment};
+use crate::context_files::{
+    ContextFile, ContextFileError, ContextFilePatch, ContextFilePorts, ContextFileService,
+    NewContextContent, NewContextFile,
+};
 use crate::documents::{
     Document, DocumentError, DocumentPatch, DocumentService, MAX_TITLE, NewDocument, VersionReason,
 };
 use crate::feed::{CommitError, Committed, UnitOfWork, Write, WriteBatch};
 use crate::folders::{Folder, FolderError, FolderPatch, FolderService, NewFolder};
 use crate::ports::StoreError;
+use crate::rbac::Action;
 use crate::values::{Invalid, Version};
-use crate::{DeviceId, DocumentId, FolderId};
+use crate::{CommentId, ContextFileId, DeviceId, DocumentId, FolderId};
 
 /// The table name an adapter reports when [`Write::AdvanceDevice`]'s precondition fails.
 pub const DEVICES_TABLE: &str = "devices";
@@ -225,8 +233,20 @@ impl SyncService {
             p.folders.clone(),
             p.documents.clone(),
             p.access.clone(),
-            uow,
+            uow.clone(),
             p.clock.clone(),
+        );
+        let context_files = ContextFileService::new(
+            ContextFilePorts {
+                files: p.context_files.clone(),
+                storage: p.storage.clone(),
+                documents: p.documents.clone(),
+                blobs: p.blobs.clone(),
+                uow,
+                clock: p.clock.clone(),
+            },
+            p.access.clone(),
+            p.files,
         );
         let applied = MutationResult::new(m.mutation_id, MutationStatus::Applied);
         let id = m.entity_id;
@@ -329,9 +349,129 @@ impl SyncService {
                     .map_err(folder_failure)?;
                 Ok(applied)
             }
-            CommentCreate | CommentUpdate | CommentDelete | CommentResolve | ContextFileCreate
-            | ContextFileUpdate | ContextFileDelete => {
-                Err(Failure::Rejected(Rejection::Unsupported(m.kind.clone())))
+            CommentCreate | CommentUpdate | CommentDelete | CommentResolve => {
+                self.comment(caller, kind, m, step).await
+            }
+            ContextFileCreate | ContextFileUpdate | ContextFileDelete => {
+                self.context_file(caller, kind, m, &context_files, step)
+                    .await
+            }
+        }
+    }
+
+    /// `context_file.create|update|delete`, through the context files' service:
+    ///
+    /// - `create` takes `{workspace_id, document_id?, name, content, content_type?}` under the
+    ///   client's `entity_id`; an id already taken is rejected (422). Only inline text: a payload
+    ///   with `size` (a blob-backed file) is rejected with 422, since the upload flow needs a
+    ///   presigned URL used at once, which a queued mutation cannot do — devices upload large
+    ///   files online through the REST API.
+    /// - `update` takes `{name?, content?, content_type?}` and needs `base_version`: the version
+    ///   the device edited. Context files have no version history to merge against, so a file
+    ///   that moved on since is not merged: the mutation is `rejected` with the REST API's 412
+    ///   `version_conflict` problem (naming the current version), and the device pulls the file
+    ///   and decides what to keep.
+    /// - `delete` takes no payload; deleting a file already deleted is `applied` without a write.
+    async fn context_file(
+        &self,
+        caller: &Caller,
+        kind: MutationKind,
+        m: &Mutation,
+        context_files: &ContextFileService,
+        step: &Arc<DeviceStep>,
+    ) -> Result<MutationResult, Failure> {
+        let id = ContextFileId(m.entity_id);
+        let applied = MutationResult::new(m.mutation_id, MutationStatus::Applied);
+        match kind {
+            MutationKind::ContextFileCreate => {
+                let body: CreateContextFilePayload = payload(m)?;
+                if body.size.is_some() {
+                    return Err(Invalid::new(
+                        "payload",
+                        "blob-backed context files cannot be created by sync; send inline \
+                         `content`, or upload the file through POST /workspaces/{ws}/context-files",
+                    )
+                    .into());
+                }
+                let text = body.content.ok_or_else(|| {
+                    Invalid::new(
+                        "payload",
+                        "needs content (inline text) for context_file.create",
+                    )
+                })?;
+                if self
+                    .ports
+                    .context_files
+                    .context_file(id)
+                    .await
+                    .map_err(Failure::Transient)?
+                    .is_some()
+                {
+                    return Err(Invalid::new(
+                        "entity_id",
+                        "a context file with this id exists already",
+                    )
+                    .into());
+                }
+                step.expect(applied, Some(m.entity_id));
+                let request = NewContextFile {
+                    name: body.name,
+                    document_id: body.document_id,
+                    content: NewContextContent::Inline {
+                        text,
+                        content_type: body.content_type,
+                    },
+                };
+                let (file, _) = context_files
+                    .create_with_id(caller, body.workspace_id, id, request)
+                    .await
+                    .map_err(context_file_failure)?;
+                Ok(context_file_result(m, &file))
+            }
+            MutationKind::ContextFileUpdate => {
+                let body: UpdateContextFilePayload = payload(m)?;
+                if body.name.is_none() && body.content.is_none() {
+                    return Err(Invalid::new("payload", "needs name or content").into());
+                }
+                let base = m.base_version.ok_or_else(|| {
+                    Invalid::new("base_version", "is required for context_file.update")
+                })?;
+                step.expect(applied, Some(m.entity_id));
+                let patch = ContextFilePatch {
+                    name: body.name,
+                    text: body.content,
+                    content_type: body.content_type,
+                };
+                let file = context_files
+                    .update_from_version(caller, id, patch, Version(base))
+                    .await
+                    .map_err(context_file_failure)?;
+                Ok(context_file_result(m, &file))
+            }
+            _ => {
+                payload::<NoPayload>(m)?;
+                let stored = self
+                    .ports
+                    .context_files
+                    .context_file(id)
+                    .await
+                    .map_err(Failure::Transient)?;
+                if let Some(file) = stored.filter(|f| f.status == FileStatus::Deleted) {
+                    // Deleted already (by this device's earlier push or anyone): nothing to do,
+                    // once the caller shows it may delete files there.
+                    self.ports
+                        .access
+                        .workspace(caller, file.workspace_id, Action::EditContextFiles)
+                        .await
+                        .map_err(|e| context_file_failure(e.into()))?;
+                    return Ok(applied);
+                }
+                step.expect(applied.clone(), Some(m.entity_id));
+                context_files
+                    .delete(caller, id)
+                    .await
+                    .map_err(context_file_failure)?;
+                Ok(applied)
             }
         }
     }
@@ -452,14 +592,11 @@ impl SyncService {
                     &device.name,
                     self.ports.clock.now(),
                 );
-                let request = NewDocument {
-                    id: Some(copy),
-                    title: Some(title),
-                    content: body.content.unwrap_or_else(|| current.content.clone()),
-                    folder_id: current.folder_id,
-                };
+                // Next to the original; a caller who edits it through a document grant alone
+                // gets the same grant on the copy (see `create_conflict_copy`).
+                let content = body.content.unwrap_or_else(|| current.content.clone());
                 documents
-                    .create(caller, current.workspace_id, request)
+                    .create_conflict_copy(caller, &current, copy, title, content)
                     .await
                     .map_err(document_failure)?;
                 Ok(result)
@@ -565,6 +702,21 @@ fn document_failure(e: DocumentError) -> Failure {
         DocumentError::VersionConflict { .. } => Failure::Raced,
         other => Failure::Rejected(Rejection::Document(other)),
     }
+}
+
+/// Every context-file refusal is for good; a version conflict too (see `context_file`).
+fn context_file_failure(e: ContextFileError) -> Failure {
+    match e {
+        ContextFileError::Store(e) => Failure::Transient(e),
+        other => Failure::Rejected(Rejection::ContextFile(other)),
+    }
+}
+
+fn context_file_result(m: &Mutation, f: &ContextFile) -> MutationResult {
+    let mut result = MutationResult::new(m.mutation_id, MutationStatus::Applied);
+    result.version = Some(f.version.0);
+    result.content_hash = f.content_hash.as_ref().map(|h| h.as_str().to_owned());
+    result
 }
 
 fn folder_failure(e: FolderError) -> Failure {
@@ -697,9 +849,110 @@ fn fill_from_batch(result: &mut MutationResult, batch: &WriteBatch, target: Uuid
         Write::InsertDocument(document) if document.id.0 == target => {
             Some(document.content_hash.as_str().to_owned())
         }
+        Write::InsertContextFile(file) | Write::UpdateContextFile { file, .. }
+            if file.id.0 == target =>
+        {
+            file.content_hash.as_ref().map(|h| h.as_str().to_owned())
+        }
         _ => None,
     });
     if hash.is_some() {
         result.content_hash = hash;
+    }
+}
+
+// ---- comments ----
+
+impl SyncService {
+    /// `comment.create|update|delete|resolve`, through the comments' service (same rules,
+    /// mentions and notifications as the REST API):
+    ///
+    /// - `create` takes `{document_id, body, parent_id?, anchor?}` under the client's
+    ///   `entity_id`; an id already taken is rejected (409 `comment_exists`).
+    /// - `update` takes `{body}` (the author only). Comments have no merge: the last edit wins.
+    /// - `delete` takes `{}`; deleting a comment deleted already is `applied` without a write.
+    /// - `resolve` takes `{resolved: bool}` (thread roots only); asking for the state the
+    ///   thread is in already is `applied` without a write.
+    async fn comment(
+        &self,
+        caller: &Caller,
+        kind: MutationKind,
+        m: &Mutation,
+        step: &Arc<DeviceStep>,
+    ) -> Result<MutationResult, Failure> {
+        let Some(sources) = &self.comments else {
+            return Err(Failure::Rejected(Rejection::Unsupported(m.kind.clone())));
+        };
+        let p = &self.ports;
+        let uow: Arc<dyn UnitOfWork> = step.clone();
+        let comments = CommentService::new(
+            CommentPorts {
+                comments: sources.comments.clone(),
+                documents: p.documents.clone(),
+                users: sources.users.clone(),
+                uow,
+                clock: p.clock.clone(),
+            },
+            p.access.clone(),
+        );
+        let id = CommentId(m.entity_id);
+        let applied = MutationResult::new(m.mutation_id, MutationStatus::Applied);
+        step.expect(applied.clone(), Some(m.entity_id));
+        let comment = match kind {
+            MutationKind::CommentCreate => {
+                let body: CreateCommentPayload = payload(m)?;
+                let request = NewComment {
+                    body: body.body,
+                    parent_id: body.parent_id,
+                    anchor: body.anchor,
+                };
+                comments
+                    .create_with_id(caller, body.document_id, id, request)
+                    .await
+            }
+            MutationKind::CommentUpdate => {
+                let body: UpdateCommentPayload = payload(m)?;
+                comments.edit(caller, id, body.body).await
+            }
+            MutationKind::CommentResolve => {
+                let body: ResolveCommentPayload = payload(m)?;
+                comments.set_resolved(caller, id, body.resolved).await
+            }
+            _ => {
+                payload::<NoPayload>(m)?;
+                let stored = sources
+                    .comments
+                    .comment(id)
+                    .await
+                    .map_err(Failure::Transient)?;
+                if let Some(gone) = stored.filter(|c| c.is_deleted()) {
+                    // Deleted already: nothing to do, once the caller shows it can see it.
+                    p.access
+                        .document(
+                            caller,
+                            gone.workspace_id,
+                            gone.document_id,
+                            Action::ReadContent,
+                        )
+                        .await
+                        .map_err(|e| comment_failure(e.into()))?;
+                    return Ok(applied);
+                }
+                comments.delete(caller, id).await.map_err(comment_failure)?;
+                return Ok(applied);
+            }
+        }
+        .map_err(comment_failure)?;
+        let mut result = applied;
+        result.version = Some(comment.version.0);
+        Ok(result)
+    }
+}
+
+fn comment_failure(e: CommentError) -> Failure {
+    match e {
+        CommentError::Store(e) => Failure::Transient(e),
+        CommentError::Conflict => Failure::Raced,
+        other => Failure::Rejected(Rejection::Comment(other)),
     }
 }

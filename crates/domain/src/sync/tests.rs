@@ -9,6 +9,9 @@ use uuid::Uuid;
 
 use super::*;
 use crate::access::{Access, Caller, Scope as TokenScope};
+use crate::attachments::{Attachment, FileSettings, FileStatus, MockAttachmentRepository};
+use crate::blobs::{BlobKey, MockBlobStore};
+use crate::context_files::{ContextBody, ContextFile, ContextFileError, MockContextFileRepository};
 use crate::documents::{
     Document, DocumentVersion, MockDocumentGrants, MockDocumentRepository, MockVersionRepository,
     VersionReason,
@@ -22,7 +25,9 @@ use crate::members::{Member, MockMembershipRepository};
 use crate::ports::{MockClock, StoreError};
 use crate::rbac::Role;
 use crate::workspaces::{MockWorkspaceRepository, Workspace, WorkspaceView};
-use crate::{ContentHash, DeviceId, DocumentId, UserId, Version, WorkspaceId};
+use crate::{
+    AttachmentId, ContentHash, ContextFileId, DeviceId, DocumentId, UserId, Version, WorkspaceId,
+};
 
 const BASE: &str = "# Plan\n\nFirst paragraph.\n\nSecond paragraph.\n\nThird paragraph.\n";
 
@@ -87,7 +92,10 @@ fn update(id: i64, d: &Document, base: i64, content: &str) -> Mutation {
 /// What a test scripts and what it observes.
 struct World {
     role: Option<Role>,
+    /// The caller's document grant (shared documents).
+    grant: Option<Role>,
     document: Option<Document>,
+    context_file: Option<ContextFile>,
     versions: Vec<DocumentVersion>,
     /// Devices returned by successive `device()` reads (the last one repeats).
     devices: Vec<Device>,
@@ -100,7 +108,9 @@ impl World {
     fn new(role: Option<Role>, document: Option<Document>, device: Device) -> Self {
         Self {
             role,
+            grant: None,
             document,
+            context_file: None,
             versions: Vec::new(),
             devices: vec![device],
             commits: VecDeque::new(),
@@ -113,7 +123,13 @@ impl World {
         let mut members = MockMembershipRepository::new();
         members.expect_role_of().returning(move |_, _| Ok(role));
         let mut grants = MockDocumentGrants::new();
-        grants.expect_grant_of().returning(|_, _| Ok(None));
+        let grant = self.grant;
+        grants.expect_grant_of().returning(move |_, _| Ok(grant));
+        let mut context_files = MockContextFileRepository::new();
+        let file = self.context_file.clone();
+        context_files
+            .expect_context_file()
+            .returning(move |id| Ok(file.clone().filter(|f| f.id == id)));
         let mut documents = MockDocumentRepository::new();
         let d = self.document.clone();
         documents
@@ -159,6 +175,9 @@ impl World {
                 Rejection::Unsupported(_) => "unsupported_mutation",
                 Rejection::Document(crate::documents::DocumentError::Forbidden) => "forbidden",
                 Rejection::Document(crate::documents::DocumentError::NotFound) => "document_not_found",
+                Rejection::ContextFile(ContextFileError::VersionConflict { .. }) => "version_conflict",
+                Rejection::ContextFile(ContextFileError::NotFound) => "context_file_not_found",
+                Rejection::Invalid(_) => "invalid",
                 _ => "other",
             }})
         });
@@ -171,6 +190,10 @@ impl World {
                 documents: Arc::new(documents),
                 versions: Arc::new(versions),
                 folders: Arc::new(folders),
+                context_files: Arc::new(context_files),
+                storage: Arc::new(MockAttachmentRepository::new()),
+                blobs: Arc::new(MockBlobStore::new()),
+                files: FileSettings::default(),
                 workspaces: Arc::new(MockWorkspaceRepository::new()),
                 access: Access::new(Arc::new(members), Arc::new(grants)),
                 uow: Arc::new(uow),
@@ -331,6 +354,364 @@ async fn the_same_lines_changed_on_both_sides_make_a_conflict_copy() {
             .any(|w| matches!(w, Write::SaveDocument { .. })),
         "nothing is overwritten"
     );
+}
+
+#[tokio::test]
+async fn a_conflict_of_a_grant_only_editor_shares_the_copy_with_them() {
+    let user = UserId::new();
+    let server = BASE.replace("Second paragraph.", "Second, from the web.");
+    let d = doc(&server, 3);
+    let dev = device(user, 0);
+    // Not a member of the workspace: editor of this one document through a grant.
+    let mut world = World::new(None, Some(d.clone()), dev.clone());
+    world.grant = Some(Role::Editor);
+    world.versions = vec![version_of(&d, 2, BASE)];
+    let client = BASE.replace("Second paragraph.", "Second, offline.");
+    let out = world
+        .service()
+        .push(
+            &Caller::session(user),
+            dev.id,
+            vec![update(1, &d, 2, &client)],
+        )
+        .await
+        .unwrap();
+    let r = &out.results[0];
+    assert_eq!(r.status, MutationStatus::Conflict, "{r:?}");
+    let copy = r.conflict_document_id.expect("a copy");
+    let batches = world.batches();
+    assert_eq!(
+        batches.len(),
+        1,
+        "copy, grant and advance in one transaction"
+    );
+    let writes = &batches[0].writes;
+    assert_eq!(advance(&batches[0]).2.conflict_document_id, Some(copy));
+    assert!(
+        writes.iter().any(|w| matches!(w, Write::InsertDocument(c)
+            if c.id == copy && c.content == client && c.workspace_id == d.workspace_id)),
+        "{writes:?}"
+    );
+    let grant = writes
+        .iter()
+        .find_map(|w| match w {
+            Write::InsertDocumentGrant(g) => Some(g),
+            _ => None,
+        })
+        .expect("the copy is shared with its author");
+    assert_eq!(
+        (grant.document_id, grant.user_id, grant.role),
+        (copy, user, Role::Editor)
+    );
+    assert_eq!(grant.workspace_id, d.workspace_id);
+    assert!(
+        batches[0]
+            .changes
+            .iter()
+            .any(|c| c.entity_id == copy.0 && c.op == ChangeOp::Upsert)
+    );
+}
+
+#[tokio::test]
+async fn a_members_conflict_copy_needs_no_grant_and_a_grant_only_viewer_is_refused() {
+    let user = UserId::new();
+    let server = BASE.replace("Second paragraph.", "Second, from the web.");
+    let d = doc(&server, 3);
+    let client = BASE.replace("Second paragraph.", "Second, offline.");
+
+    let dev = device(user, 0);
+    let mut member = World::new(Some(Role::Editor), Some(d.clone()), dev.clone());
+    member.versions = vec![version_of(&d, 2, BASE)];
+    let out = member
+        .service()
+        .push(
+            &Caller::session(user),
+            dev.id,
+            vec![update(1, &d, 2, &client)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.results[0].status, MutationStatus::Conflict);
+    assert!(
+        !member.batches()[0]
+            .writes
+            .iter()
+            .any(|w| matches!(w, Write::InsertDocumentGrant(_))),
+        "members see the copy already"
+    );
+
+    let dev = device(user, 0);
+    let mut viewer = World::new(None, Some(d.clone()), dev.clone());
+    viewer.grant = Some(Role::Viewer);
+    viewer.versions = vec![version_of(&d, 2, BASE)];
+    let out = viewer
+        .service()
+        .push(
+            &Caller::session(user),
+            dev.id,
+            vec![update(1, &d, 2, &client)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.results[0].status, MutationStatus::Rejected);
+    assert_eq!(
+        out.results[0].problem.as_ref().unwrap()["code"],
+        "forbidden"
+    );
+    assert_eq!(viewer.batches()[0].writes.len(), 1, "only the advance");
+}
+
+fn context_file(workspace: WorkspaceId, version: i64, text: &str) -> ContextFile {
+    ContextFile {
+        id: ContextFileId::new(),
+        workspace_id: workspace,
+        document_id: None,
+        name: "style.md".into(),
+        content_type: "text/markdown; charset=utf-8".into(),
+        body: ContextBody::Inline(text.into()),
+        content_hash: Some(ContentHash::of(text)),
+        size: text.len() as i64,
+        version: Version(version),
+        status: FileStatus::Ready,
+        created_by: None,
+        created_at: now(),
+        updated_at: now(),
+        expires_at: None,
+        deleted_at: None,
+    }
+}
+
+fn file_mutation(
+    id: i64,
+    kind: &str,
+    entity: Uuid,
+    base: Option<i64>,
+    payload: serde_json::Value,
+) -> Mutation {
+    Mutation {
+        mutation_id: id,
+        kind: kind.into(),
+        entity_id: entity,
+        base_version: base,
+        payload,
+    }
+}
+
+#[tokio::test]
+async fn context_file_creates_take_the_client_id_and_inline_text_only() {
+    let user = UserId::new();
+    let ws = WorkspaceId::new();
+    let dev = device(user, 0);
+    let world = World::new(Some(Role::Editor), None, dev.clone());
+    let id = Uuid::now_v7();
+    let create = file_mutation(
+        1,
+        "context_file.create",
+        id,
+        None,
+        serde_json::json!({"workspace_id": ws, "name": "style.md", "content": "Be brief."}),
+    );
+    let blob = file_mutation(
+        2,
+        "context_file.create",
+        Uuid::now_v7(),
+        None,
+        serde_json::json!({"workspace_id": ws, "name": "big.pdf", "size": 5_000_000,
+            "content_type": "application/pdf"}),
+    );
+    let out = world
+        .service()
+        .push(&Caller::session(user), dev.id, vec![create, blob])
+        .await
+        .unwrap();
+    let r = &out.results[0];
+    assert_eq!(r.status, MutationStatus::Applied, "{r:?}");
+    assert_eq!(r.version, Some(1));
+    assert_eq!(
+        r.content_hash.as_deref(),
+        Some(ContentHash::of("Be brief.").as_str())
+    );
+    let batches = world.batches();
+    assert_eq!(batches.len(), 2, "one transaction per mutation");
+    assert_eq!(
+        advance(&batches[0]).2.version,
+        Some(1),
+        "recorded with the advance"
+    );
+    assert!(matches!(&batches[0].writes[1], Write::InsertContextFile(f)
+        if f.id.0 == id && f.workspace_id == ws && f.body == ContextBody::Inline("Be brief.".into())));
+    assert_eq!(batches[0].changes[0].entity_type, EntityType::ContextFile);
+    assert_eq!(batches[0].changes[0].version, Some(1));
+
+    let r = &out.results[1];
+    assert_eq!(r.status, MutationStatus::Rejected);
+    assert_eq!(r.problem.as_ref().unwrap()["code"], "invalid");
+    assert!(
+        r.problem.as_ref().unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("blob-backed context files cannot be created by sync"),
+        "{r:?}"
+    );
+    assert_eq!(batches[1].writes.len(), 1, "the advance alone");
+    assert_eq!(out.next_mutation_id, 3);
+}
+
+#[tokio::test]
+async fn a_context_file_create_with_a_taken_id_is_rejected() {
+    let user = UserId::new();
+    let ws = WorkspaceId::new();
+    let dev = device(user, 0);
+    let mut world = World::new(Some(Role::Editor), None, dev.clone());
+    let existing = context_file(ws, 1, "x");
+    world.context_file = Some(existing.clone());
+    let create = file_mutation(
+        1,
+        "context_file.create",
+        existing.id.0,
+        None,
+        serde_json::json!({"workspace_id": ws, "name": "again.md", "content": "y"}),
+    );
+    let out = world
+        .service()
+        .push(&Caller::session(user), dev.id, vec![create])
+        .await
+        .unwrap();
+    assert_eq!(out.results[0].status, MutationStatus::Rejected);
+    assert_eq!(world.batches()[0].writes.len(), 1, "nothing inserted");
+}
+
+#[tokio::test]
+async fn context_file_updates_need_the_current_version_and_stale_ones_are_rejected() {
+    let user = UserId::new();
+    let ws = WorkspaceId::new();
+    let file = context_file(ws, 3, "old");
+    let dev = device(user, 0);
+    let mut world = World::new(Some(Role::Editor), None, dev.clone());
+    world.context_file = Some(file.clone());
+    let current = file_mutation(
+        1,
+        "context_file.update",
+        file.id.0,
+        Some(3),
+        serde_json::json!({"content": "new", "name": "renamed.md"}),
+    );
+    let stale = file_mutation(
+        2,
+        "context_file.update",
+        file.id.0,
+        Some(2),
+        serde_json::json!({"content": "older edit"}),
+    );
+    let no_base = file_mutation(
+        3,
+        "context_file.update",
+        file.id.0,
+        None,
+        serde_json::json!({"name": "n"}),
+    );
+    let out = world
+        .service()
+        .push(
+            &Caller::session(user),
+            dev.id,
+            vec![current, stale, no_base],
+        )
+        .await
+        .unwrap();
+    let statuses: Vec<_> = out.results.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            MutationStatus::Applied,
+            MutationStatus::Rejected,
+            MutationStatus::Rejected
+        ]
+    );
+    assert_eq!(out.results[0].version, Some(4));
+    assert_eq!(
+        out.results[0].content_hash.as_deref(),
+        Some(ContentHash::of("new").as_str())
+    );
+    assert_eq!(
+        out.results[1].problem.as_ref().unwrap()["code"],
+        "version_conflict"
+    );
+    assert_eq!(out.results[2].problem.as_ref().unwrap()["code"], "invalid");
+    let batches = world.batches();
+    match &batches[0].writes[1] {
+        Write::UpdateContextFile { file: f, expected } => {
+            assert_eq!(*expected, Version(3));
+            assert_eq!(f.name, "renamed.md");
+            assert_eq!(f.body, ContextBody::Inline("new".into()));
+        }
+        other => panic!("expected the update, got {other:?}"),
+    }
+    assert_eq!(batches[1].writes.len(), 1, "a stale edit writes nothing");
+}
+
+#[tokio::test]
+async fn context_file_deletes_tombstone_once_and_replays_of_the_delete_are_no_ops() {
+    let user = UserId::new();
+    let ws = WorkspaceId::new();
+    let file = context_file(ws, 2, "bye");
+    let dev = device(user, 0);
+    let mut world = World::new(Some(Role::Editor), None, dev.clone());
+    world.context_file = Some(file.clone());
+    let delete = file_mutation(
+        1,
+        "context_file.delete",
+        file.id.0,
+        None,
+        serde_json::Value::Null,
+    );
+    let out = world
+        .service()
+        .push(&Caller::session(user), dev.id, vec![delete])
+        .await
+        .unwrap();
+    assert_eq!(out.results[0].status, MutationStatus::Applied);
+    assert_eq!(out.results[0].version, Some(3));
+    let batches = world.batches();
+    assert!(
+        matches!(&batches[0].writes[1], Write::UpdateContextFile { file: f, .. }
+        if f.status == FileStatus::Deleted && f.deleted_at.is_some())
+    );
+    assert_eq!(batches[0].changes[0].op, ChangeOp::Delete);
+
+    // Deleted already (say, from another device): applied, the advance alone.
+    let mut gone = file.clone();
+    gone.status = FileStatus::Deleted;
+    gone.deleted_at = Some(now());
+    let dev = device(user, 0);
+    let mut world = World::new(Some(Role::Editor), None, dev.clone());
+    world.context_file = Some(gone);
+    let delete = file_mutation(
+        1,
+        "context_file.delete",
+        file.id.0,
+        None,
+        serde_json::Value::Null,
+    );
+    let out = world
+        .service()
+        .push(&Caller::session(user), dev.id, vec![delete.clone()])
+        .await
+        .unwrap();
+    assert_eq!(out.results[0].status, MutationStatus::Applied);
+    assert_eq!(world.batches()[0].writes.len(), 1);
+
+    // …but not for someone who may not edit there.
+    let dev = device(user, 0);
+    let mut world = World::new(Some(Role::Viewer), None, dev.clone());
+    world.context_file = Some(file);
+    let out = world
+        .service()
+        .push(&Caller::session(user), dev.id, vec![delete])
+        .await
+        .unwrap();
+    assert_eq!(out.results[0].status, MutationStatus::Rejected);
+    assert_eq!(world.batches()[0].writes.len(), 1);
 }
 
 #[tokio::test]
@@ -635,6 +1016,10 @@ fn pull_service(snapshot: MockFeedSnapshot) -> SyncService {
             documents: Arc::new(MockDocumentRepository::new()),
             versions: Arc::new(MockVersionRepository::new()),
             folders: Arc::new(MockFolderRepository::new()),
+            context_files: Arc::new(MockContextFileRepository::new()),
+            storage: Arc::new(MockAttachmentRepository::new()),
+            blobs: Arc::new(MockBlobStore::new()),
+            files: FileSettings::default(),
             workspaces: Arc::new(MockWorkspaceRepository::new()),
             access: Access::new(Arc::new(members), Arc::new(MockDocumentGrants::new())),
             uow: Arc::new(MockUnitOfWork::new()),
@@ -773,6 +1158,95 @@ async fn a_workspace_joined_arrives_whole_without_tombstones() {
     assert_eq!(Cursor::decode(Some(&page.cursor)).unwrap().ws[&ws], 9);
 }
 
+fn attachment(workspace: WorkspaceId, status: FileStatus) -> Attachment {
+    let (id, document) = (AttachmentId::new(), DocumentId::new());
+    Attachment {
+        id,
+        workspace_id: workspace,
+        document_id: document,
+        storage_key: BlobKey::attachment(workspace, document, id),
+        filename: "report.pdf".into(),
+        content_type: "application/pdf".into(),
+        size: 10,
+        sha256: None,
+        status,
+        created_by: None,
+        created_at: now(),
+        updated_at: now(),
+        expires_at: None,
+        deleted_at: None,
+    }
+}
+
+#[tokio::test]
+async fn context_files_and_attachments_are_pulled_with_their_state_or_as_tombstones() {
+    let ws = WorkspaceId::new();
+    let live = context_file(ws, 2, "Be brief.");
+    let mut trashed = context_file(ws, 1, "with its document");
+    trashed.deleted_at = Some(now());
+    let ready = attachment(ws, FileStatus::Ready);
+    let deleted = Uuid::now_v7();
+    let rows = [
+        (live.id.0, EntityType::ContextFile, ChangeOp::Upsert),
+        (trashed.id.0, EntityType::ContextFile, ChangeOp::Upsert),
+        (ready.id.0, EntityType::Attachment, ChangeOp::Upsert),
+        (deleted, EntityType::Attachment, ChangeOp::Delete),
+    ];
+    let mut s = snapshot(vec![membership(ws, 20, 0)]);
+    s.expect_changes().returning(move |_, _, _| {
+        Ok(FeedPage {
+            rows: rows
+                .iter()
+                .enumerate()
+                .map(|(i, (id, entity_type, op))| FeedRow {
+                    seq: 11 + i as i64,
+                    entity_type: *entity_type,
+                    entity_id: *id,
+                    op: *op,
+                    version: None,
+                })
+                .collect(),
+            end: 20,
+        })
+    });
+    let states = vec![
+        EntityState::ContextFile(live.clone()),
+        EntityState::ContextFile(trashed.clone()),
+        EntityState::Attachment(ready.clone()),
+    ];
+    s.expect_entities().returning(move |_, refs, _| {
+        assert_eq!(refs.len(), 3, "upserts only: {refs:?}");
+        Ok(states.clone())
+    });
+    let page = pull_service(s)
+        .pull(
+            &Caller::session(UserId::new()),
+            PullRequest {
+                cursor: Some(cursor_with(ws, 10)),
+                ..PullRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    let got: Vec<_> = page
+        .changes
+        .iter()
+        .map(|c| (c.entity_id, c.entity_type, c.op))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (live.id.0, EntityType::ContextFile, ChangeOp::Upsert),
+            (trashed.id.0, EntityType::ContextFile, ChangeOp::Delete),
+            (ready.id.0, EntityType::Attachment, ChangeOp::Upsert),
+            (deleted, EntityType::Attachment, ChangeOp::Delete),
+        ]
+    );
+    assert_eq!(page.changes[0].data, Some(ChangeData::ContextFile(live)));
+    assert_eq!(page.changes[1].data, None, "in the trash: a tombstone");
+    assert_eq!(page.changes[2].data, Some(ChangeData::Attachment(ready)));
+}
+
 #[tokio::test]
 async fn pages_end_where_the_feed_says_and_report_more() {
     let (a, b) = (WorkspaceId::new(), WorkspaceId::new());
@@ -880,6 +1354,127 @@ async fn commits_poke_every_advanced_workspace_and_the_members_they_touch() {
     assert_eq!(
         *published.lock().unwrap(),
         [(topics::workspace(ws), poke), (topics::user(user), poke)]
+    );
+}
+
+#[tokio::test]
+async fn queued_pokes_are_published_beside_the_commit_and_coalesced_per_workspace() {
+    let (a, b) = (WorkspaceId::new(), WorkspaceId::new());
+    let seqs = Arc::new(Mutex::new(VecDeque::from([
+        vec![(a, 1)],
+        vec![(a, 2)],
+        vec![(b, 7)],
+        vec![(a, 3)],
+    ])));
+    let mut inner = MockUnitOfWork::new();
+    inner.expect_commit().returning(move |_| {
+        Ok(Committed {
+            heads: seqs.lock().unwrap().pop_front().unwrap(),
+        })
+    });
+    let published = Arc::new(Mutex::new(Vec::new()));
+    let mut fanout = MockFanout::new();
+    let log = published.clone();
+    fanout.expect_publish().returning(move |topic, payload| {
+        log.lock().unwrap().push((
+            topic.to_owned(),
+            serde_json::from_slice::<Poke>(&payload).unwrap(),
+        ));
+        Ok(())
+    });
+    let (poking, publisher) = PokingUnitOfWork::queued(Arc::new(inner), Arc::new(fanout));
+    for _ in 0..4 {
+        crate::feed::UnitOfWork::commit(&poking, WriteBatch::default())
+            .await
+            .unwrap();
+    }
+    assert!(
+        published.lock().unwrap().is_empty(),
+        "commits do not wait for the fan-out"
+    );
+    drop(poking);
+    publisher.run().await;
+    assert_eq!(
+        *published.lock().unwrap(),
+        [
+            (
+                topics::workspace(a),
+                Poke {
+                    workspace_id: a,
+                    seq: 3
+                }
+            ),
+            (
+                topics::workspace(b),
+                Poke {
+                    workspace_id: b,
+                    seq: 7
+                }
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn collaboration_saves_through_the_poking_unit_of_work_poke() {
+    use crate::collab::CollabService;
+    use crate::presence::MockPresence;
+    let d = doc(BASE, 4);
+    let ws = d.workspace_id;
+    let mut documents = MockDocumentRepository::new();
+    let stored = d.clone();
+    documents
+        .expect_document()
+        .returning(move |_| Ok(Some(stored.clone())));
+    let mut inner = MockUnitOfWork::new();
+    inner.expect_commit().times(1).returning(move |batch| {
+        assert!(
+            matches!(&batch.writes[0], Write::SaveDocument { document, .. }
+            if document.content == "# live\n")
+        );
+        Ok(Committed {
+            heads: vec![(ws, 42)],
+        })
+    });
+    let published = Arc::new(Mutex::new(Vec::new()));
+    let mut fanout = MockFanout::new();
+    let log = published.clone();
+    fanout.expect_publish().returning(move |topic, payload| {
+        log.lock().unwrap().push((
+            topic.to_owned(),
+            serde_json::from_slice::<Poke>(&payload).unwrap(),
+        ));
+        Ok(())
+    });
+    let (poking, publisher) = PokingUnitOfWork::queued(Arc::new(inner), Arc::new(fanout));
+    let mut members = MockMembershipRepository::new();
+    members.expect_role_of().returning(|_, _| Ok(None));
+    let mut clock = MockClock::new();
+    clock.expect_now().returning(now);
+    let collab = CollabService::new(
+        Arc::new(documents),
+        Access::new(Arc::new(members), Arc::new(MockDocumentGrants::new())),
+        Arc::new(poking),
+        Arc::new(MockPresence::new()),
+        Arc::new(clock),
+        Default::default(),
+    );
+    let saved = collab
+        .materialize(d.id, "# live\n".into(), Some(UserId::new()))
+        .await
+        .unwrap();
+    assert_eq!(saved, Some(Version(5)));
+    drop(collab);
+    publisher.run().await;
+    assert_eq!(
+        *published.lock().unwrap(),
+        [(
+            topics::workspace(ws),
+            Poke {
+                workspace_id: ws,
+                seq: 42
+            }
+        )]
     );
 }
 

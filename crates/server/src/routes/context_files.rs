@@ -83,8 +83,8 @@ pub struct ContextFileDto {
 }
 
 impl ContextFileDto {
-    /// Lists leave the text out; single reads carry it.
-    fn new(f: ContextFile, with_content: bool) -> Self {
+    /// Lists leave the text out; single reads (and sync pulls) carry it.
+    pub(crate) fn new(f: ContextFile, with_content: bool) -> Self {
         let (storage, content) = match f.body {
             ContextBody::Inline(text) => ("inline", Some(text).filter(|_| with_content)),
             ContextBody::Blob(_) => ("blob", None),

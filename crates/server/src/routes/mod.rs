@@ -3,6 +3,7 @@
 pub mod attachments;
 pub mod auth;
 pub mod blobs;
+pub mod comments;
 pub mod context_files;
 pub mod documents;
 pub mod dto;
@@ -28,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_document_bytes: usize) {
                 .configure(|c| documents::configure(c, max_document_bytes))
                 .configure(attachments::configure)
                 .configure(context_files::configure)
+                .configure(comments::configure)
                 .configure(sync::configure)
                 .configure(blobs::configure),
         );

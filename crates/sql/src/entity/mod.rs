@@ -12,6 +12,7 @@ pub mod changes;
 pub mod comment_mentions;
 pub mod comments;
 pub mod context_files;
+pub mod device_results;
 pub mod devices;
 pub mod document_shares;
 pub mod document_updates;

@@ -14,6 +14,8 @@ pub struct Model {
     pub payload: Json,
     pub read_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
+    /// The comment it is about (`m20261127_000001_comments`); it goes with the comment.
+    pub comment_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -25,6 +27,13 @@ pub enum Relation {
         on_delete = "Cascade"
     )]
     User,
+    #[sea_orm(
+        belongs_to = "super::comments::Entity",
+        from = "Column::CommentId",
+        to = "super::comments::Column::Id",
+        on_delete = "Cascade"
+    )]
+    Comment,
 }
 
 impl Related<super::users::Entity> for Entity {

@@ -12,6 +12,8 @@ use mdcreator_domain::sync::{
     SyncChange,
 };
 
+use crate::routes::attachments::AttachmentDto;
+use crate::routes::context_files::ContextFileDto;
 use crate::routes::dto::{DocumentDto, DocumentSummaryDto, FolderDto, MemberDto, WorkspaceDto};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -73,14 +75,16 @@ pub struct PullResponse {
 pub struct ChangeDto {
     /// A workspace id, or `shared` for documents shared to the caller alone.
     pub workspace_id: String,
-    /// `workspace`, `member`, `folder` or `document`.
+    /// `workspace`, `member`, `folder`, `document`, `comment`, `context_file` or `attachment`.
     pub entity_type: String,
     pub entity_id: Uuid,
     /// `upsert` or `delete`.
     pub op: String,
     pub version: Option<i64>,
-    /// The entity as the REST API shows it (`null` for deletes). Documents above 1 MiB come
-    /// without `content` and with `content_url` instead.
+    /// The entity as the REST API shows it (`null` for deletes, and for context files and
+    /// attachments deleted or in the trash with their document). Documents above 1 MiB come
+    /// without `content` and with `content_url` instead; context files carry their inline text,
+    /// while blob-backed ones and attachments are downloaded through their REST endpoints.
     #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
 }
@@ -108,6 +112,13 @@ fn data(d: ChangeData) -> Value {
         ChangeData::Member(m) => serde_json::to_value(MemberDto::from(m)),
         ChangeData::Folder(f) => serde_json::to_value(FolderDto::from(f)),
         ChangeData::Document(d) => return document(d),
+        // Inline text in `content`; the bytes of a blob-backed file (`storage: "blob"`) and of
+        // attachments are fetched through their REST endpoints, which presign a download.
+        ChangeData::ContextFile(f) => serde_json::to_value(ContextFileDto::new(f, true)),
+        ChangeData::Attachment(a) => serde_json::to_value(AttachmentDto::from(a)),
+        ChangeData::Comment(c) => {
+            serde_json::to_value(crate::routes::comments::CommentDto::from(c))
+        }
     };
     json.unwrap_or(Value::Null)
 }
