@@ -412,7 +412,7 @@ async fn gaps_stop_the_push_and_refusals_are_rejected_but_advance() {
         assert_eq!(r["next_mutation_id"], 2);
 
         // Refusals: 403 for a viewer, 404 for what the caller cannot see, 422 for bad input
-        // and unsupported types. Each is recorded and the id advances.
+        // (a missing base, a comment without its document) and unsupported types. Each is recorded and the id advances.
         let outside = app.user("eve").await;
         let secret_ws = app.workspace(&outside, "Secret").await;
         let secret = app.document(&outside, &secret_ws, "S", "s").await;
@@ -445,7 +445,8 @@ async fn gaps_stop_the_push_and_refusals_are_rejected_but_advance() {
                 "forbidden",
                 "document_not_found",
                 "validation_failed",
-                "unsupported_mutation",
+                // A comment without its document.
+                "validation_failed",
                 "unsupported_mutation"
             ]
         );
