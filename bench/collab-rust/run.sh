@@ -68,10 +68,17 @@ run_one() {
     perf record -F 499 -g -p "$pid" -o "$OUT/rust-$config-r$rep.perf.data" >/dev/null 2>&1 &
     perf_pid=$!
   fi
+  # PERFSTAT=1: count the server's CPU time, context switches and migrations over the run.
+  local stat_pid=""
+  if [ "${PERFSTAT:-0}" = 1 ]; then
+    perf stat -e "${PERFSTAT_EVENTS:-task-clock,context-switches,cpu-migrations}" -p "$pid" -o "$OUT/rust-$config-r$rep.perfstat.txt" &
+    stat_pid=$!
+  fi
   (cd "$WORK/collab" && nice -n "$NICE" node bench.mjs --protocol y-websocket --url "ws://127.0.0.1:$PORT/ws/documents" \
       --token-file "$data/token.txt" --room-ids-file "$data/rooms.txt" --server-pid "$pid" \
       --wait-quiet "${WAIT_QUIET:-0}" $args --label "rust-$config-r$rep" --json "$OUT/rust-$config-r$rep.json" --out-dir "$OUT" ${EXTRA:-}) \
     | tee "$OUT/rust-$config-r$rep.txt" || true
+  if [ -n "$stat_pid" ]; then kill -INT "$stat_pid" 2>/dev/null || true; wait "$stat_pid" 2>/dev/null || true; fi
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid" 2>/dev/null || true; wait "$perf_pid" 2>/dev/null || true; fi
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true

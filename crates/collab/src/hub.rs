@@ -15,7 +15,6 @@ use mdcreator_domain::{DocumentId, UserId};
 
 use crate::frame;
 use crate::room::{self, RoomMsg};
-use crate::writer::Writer;
 use crate::ydoc;
 
 /// Tunables of the collaboration service.
@@ -44,9 +43,6 @@ pub struct HubSettings {
     /// Other instances may hold rooms of the same documents: subscribe to and publish on the
     /// fan-out. With a single instance (no Redis) rooms skip the fan-out entirely.
     pub shared: bool,
-    /// Transactions storing rooms' updates that may run at once (group commit; see
-    /// `writer.rs`). One suits SQLite, which has one writer anyway; a few suit Postgres.
-    pub store_writers: usize,
 }
 
 impl Default for HubSettings {
@@ -63,7 +59,6 @@ impl Default for HubSettings {
             outbound_queue: 4096,
             presence_ttl: Duration::from_secs(60),
             shared: true,
-            store_writers: 1,
         }
     }
 }
@@ -144,8 +139,9 @@ pub(crate) struct HubInner {
     pub service: Arc<CollabService>,
     pub fanout: Arc<dyn Fanout>,
     pub settings: HubSettings,
+    /// Where background work runs (materialization, compaction, presence, publishing); rooms
+    /// themselves run on the runtime of the connection that opened them.
     pub runtime: tokio::runtime::Handle,
-    pub writer: Writer,
     next_id: AtomicU64,
     shutting_down: AtomicBool,
 }
@@ -165,12 +161,10 @@ impl Hub {
         settings: HubSettings,
     ) -> Hub {
         let runtime = tokio::runtime::Handle::current();
-        let writer = Writer::spawn(store.clone(), settings.store_writers, &runtime);
         Hub {
             inner: Arc::new(HubInner {
                 instance: Uuid::new_v4(),
                 rooms: Mutex::new(HashMap::new()),
-                writer,
                 store,
                 service,
                 fanout,
@@ -620,16 +614,6 @@ mod tests {
                 let mut updates = self.updates.lock().unwrap();
                 updates.extend(new);
                 Ok(updates.len() as i64)
-            }
-
-            async fn append_many(
-                &self,
-                batches: Vec<(DocumentId, Vec<Vec<u8>>)>,
-            ) -> Result<(), StoreError> {
-                for (document, updates) in batches {
-                    self.append(document, updates).await?;
-                }
-                Ok(())
             }
 
             async fn compact(&self, _: DocumentId, _: MergeFn) -> Result<usize, StoreError> {

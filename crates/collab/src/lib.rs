@@ -7,7 +7,6 @@
 pub mod frame;
 mod hub;
 mod room;
-mod writer;
 pub mod ydoc;
 
 pub use hub::{Close, CloseCode, Connection, Hub, HubSettings, JoinError, Outbound, Peer};

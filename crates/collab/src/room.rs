@@ -68,14 +68,16 @@ pub(crate) fn fanout_payload(instance: Uuid, kind: u8, data: &[u8]) -> Vec<u8> {
     p
 }
 
+/// Starts the room on the runtime of the caller: the HTTP worker thread of the connection that
+/// opens it. Its other connections on that worker then exchange messages with it without waking
+/// another thread (on a small machine, thread wake-ups cost more than the room's own work).
 pub(crate) fn spawn(
     hub: Arc<HubInner>,
     document: DocumentId,
     generation: u64,
     rx: mpsc::UnboundedReceiver<RoomMsg>,
 ) {
-    let runtime = hub.runtime.clone();
-    runtime.spawn(async move {
+    tokio::runtime::Handle::current().spawn(async move {
         let Some(mut room) = Room::open(hub, document, generation, rx).await else {
             return;
         };
@@ -96,6 +98,13 @@ struct AwarenessState {
     renewed: Instant,
     /// The local connection that sent it; `None` for other instances' clients.
     owner: Option<ConnId>,
+}
+
+/// What an awareness message changed.
+enum Accepted {
+    All,
+    Some(AwarenessUpdate),
+    None,
 }
 
 struct Pending {
@@ -384,14 +393,26 @@ impl Room {
             }
             FrameKind::Awareness => match decode_awareness(payload) {
                 Ok(update) => {
-                    self.apply_awareness(update, Some(conn));
-                    // Relayed to everyone, the sender included (y-websocket clients expect it).
-                    self.broadcast(Bytes::copy_from_slice(frame), None);
-                    let _ = self.publisher.try_send(fanout_payload(
-                        self.hub.instance,
-                        KIND_AWARENESS,
-                        payload,
-                    ));
+                    let relay = match self.apply_awareness(update, Some(conn)) {
+                        Accepted::All => Some((Bytes::copy_from_slice(frame), payload.to_vec())),
+                        Accepted::Some(accepted) => {
+                            let data = accepted.encode_v1();
+                            Some((awareness_frame(&data), data))
+                        }
+                        Accepted::None => None,
+                    };
+                    // Only what changed is relayed: to everyone, the sender included (y-websocket
+                    // clients expect it). Every client that applies a newer state sends it back,
+                    // so relaying stale states again would answer each renewal with a storm of
+                    // clients × clients messages.
+                    if let Some((frame, data)) = relay {
+                        self.broadcast(frame, None);
+                        let _ = self.publisher.try_send(fanout_payload(
+                            self.hub.instance,
+                            KIND_AWARENESS,
+                            &data,
+                        ));
+                    }
                 }
                 Err(e) => self.refuse(conn, e),
             },
@@ -410,7 +431,7 @@ impl Room {
         }
         let pending = std::mem::take(&mut self.pending);
         let updates: Vec<Vec<u8>> = pending.iter().map(|p| p.update.clone()).collect();
-        match self.hub.writer.append(self.document, updates).await {
+        match self.hub.store.append(self.document, updates).await {
             Ok(_) => {
                 let now = Instant::now();
                 self.appended_since_compaction += pending.len();
@@ -451,7 +472,7 @@ impl Room {
         };
         match self
             .hub
-            .writer
+            .store
             .append(self.document, vec![update.clone()])
             .await
         {
@@ -507,9 +528,13 @@ impl Room {
                     return;
                 }
                 if let Ok(update) = decode_awareness(data) {
-                    self.apply_awareness(update, None);
-                    let msg = awareness_frame(data);
-                    self.broadcast(msg, None);
+                    match self.apply_awareness(update, None) {
+                        Accepted::All => self.broadcast(awareness_frame(data), None),
+                        Accepted::Some(accepted) => {
+                            self.broadcast(awareness_frame(&accepted.encode_v1()), None)
+                        }
+                        Accepted::None => {}
+                    }
                 }
             }
             _ => {}
@@ -723,14 +748,18 @@ impl Room {
         }
     }
 
-    fn apply_awareness(&mut self, update: AwarenessUpdate, owner: Option<ConnId>) {
+    /// Applies the states with newer clocks (and removals at the same clock), as y-protocols
+    /// does, and says which of them were taken.
+    fn apply_awareness(&mut self, update: AwarenessUpdate, owner: Option<ConnId>) -> Accepted {
         let now = Instant::now();
-        for (client, entry) in update.clients {
-            let client = client.get();
+        let offered = update.clients.len();
+        let mut accepted = HashMap::new();
+        for (id, entry) in update.clients {
+            let client = id.get();
             let json = if &*entry.json == "null" {
                 None
             } else {
-                Some(entry.json)
+                Some(entry.json.clone())
             };
             let full = self.awareness.len() >= MAX_AWARENESS_STATES;
             match self.awareness.get_mut(&client) {
@@ -743,6 +772,7 @@ impl Room {
                         if owner.is_some() {
                             s.owner = owner;
                         }
+                        accepted.insert(id, entry);
                     }
                 }
                 None if full => {
@@ -758,8 +788,14 @@ impl Room {
                             owner,
                         },
                     );
+                    accepted.insert(id, entry);
                 }
             }
+        }
+        match accepted.len() {
+            0 => Accepted::None,
+            n if n == offered => Accepted::All,
+            _ => Accepted::Some(AwarenessUpdate { clients: accepted }),
         }
     }
 

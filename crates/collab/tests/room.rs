@@ -56,16 +56,6 @@ impl YjsStore for MemoryStore {
         Ok(s.1.last().map_or(0, |(id, _)| *id))
     }
 
-    async fn append_many(
-        &self,
-        batches: Vec<(DocumentId, Vec<Vec<u8>>)>,
-    ) -> Result<(), StoreError> {
-        for (document, updates) in batches {
-            self.append(document, updates).await?;
-        }
-        Ok(())
-    }
-
     async fn compact(&self, _: DocumentId, merge: MergeFn) -> Result<usize, StoreError> {
         let mut s = self.state.lock().unwrap();
         let n = s.1.len();
@@ -234,6 +224,43 @@ async fn sync_relay_read_only_awareness_and_rest_edits() {
     a.receive(frame.clone()).unwrap();
     assert_eq!(binary(&mut a).await, frame);
     assert_eq!(binary(&mut b).await, frame);
+
+    // y-websocket clients send every state they apply back to the server. An echo of a state
+    // the room already has is not relayed again (else each renewal would bounce clients × clients
+    // messages); of a message with old and new states, only the new ones go out.
+    b.receive(frame.clone()).unwrap();
+    assert!(next(&mut a).await.is_none(), "a stale echo is not relayed");
+    assert!(next(&mut b).await.is_none());
+    let mixed = AwarenessUpdate {
+        clients: [
+            (
+                ClientID::new(7),
+                AwarenessUpdateEntry {
+                    clock: 1,
+                    json: r#"{"user":{"name":"Ann"}}"#.into(),
+                },
+            ),
+            (
+                ClientID::new(8),
+                AwarenessUpdateEntry {
+                    clock: 3,
+                    json: r#"{"user":{"name":"Bob"}}"#.into(),
+                },
+            ),
+        ]
+        .into(),
+    };
+    b.receive(Message::Awareness(mixed).encode_v1().into())
+        .unwrap();
+    let Message::Awareness(relayed) = Message::decode_v1(&binary(&mut a).await).unwrap() else {
+        panic!("an awareness update")
+    };
+    assert_eq!(relayed.clients.len(), 1, "only the new state");
+    assert_eq!(relayed.clients[&ClientID::new(8)].clock, 3);
+    assert!(matches!(
+        Message::decode_v1(&binary(&mut b).await).unwrap(),
+        Message::Awareness(_)
+    ));
     drop(a);
     let removal = binary(&mut b).await;
     let Message::Awareness(update) = Message::decode_v1(&removal).unwrap() else {

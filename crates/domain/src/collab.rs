@@ -50,11 +50,6 @@ pub trait YjsStore: Send + Sync {
     /// MUST fail (and store nothing) when the document does not exist.
     async fn append(&self, document: DocumentId, updates: Vec<Vec<u8>>) -> Result<i64, StoreError>;
 
-    /// Several documents' updates in one transaction (group commit), each document's in order.
-    /// All or nothing: MUST fail and store nothing when any of the documents does not exist.
-    async fn append_many(&self, batches: Vec<(DocumentId, Vec<Vec<u8>>)>)
-    -> Result<(), StoreError>;
-
     /// Replaces the stored state with `merge(state, updates)` and deletes exactly the merged
     /// updates. Two compactions of one document at once (two instances) MUST NOT lose each
     /// other's updates: the write is refused (0) when some of the updates it merged were merged

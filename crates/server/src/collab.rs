@@ -84,12 +84,6 @@ impl CollabState {
                 .redis_url
                 .as_deref()
                 .is_some_and(|u| !u.trim().is_empty()),
-            // SQLite has one writer at a time; Postgres commits several at once.
-            store_writers: if db.backend_name() == "postgres" {
-                4
-            } else {
-                1
-            },
             ..mdcreator_collab::HubSettings::default()
         };
         CollabState {

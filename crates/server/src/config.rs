@@ -42,6 +42,8 @@ pub struct Settings {
     pub db_max_connections: u32,
     /// Seconds a graceful shutdown may take.
     pub shutdown_timeout_secs: u64,
+    /// HTTP worker threads (`MDCREATOR_WORKERS`); 0 means one per CPU.
+    pub workers: usize,
     /// AWS Cognito user pool (`MDCREATOR_COGNITO_USER_POOL_ID`). When set, Cognito replaces the
     /// built-in accounts (and the server publishes no JWKS of its own).
     pub cognito_user_pool_id: Option<String>,
@@ -123,6 +125,7 @@ impl Default for Settings {
             requests_per_minute: 600,
             db_max_connections: 16,
             shutdown_timeout_secs: 25,
+            workers: 0,
             cognito_user_pool_id: None,
             cognito_client_id: None,
             cognito_client_secret: None,

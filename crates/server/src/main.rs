@@ -23,7 +23,7 @@ enum Command {
     Healthcheck,
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     startup::install_crypto_provider();
     let cli = Cli::parse();

@@ -112,6 +112,10 @@ impl Application {
         let origins = settings.allowed_origins();
         let max_json = settings.max_json_bytes;
         let max_document = settings.max_document_bytes;
+        let workers = match settings.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -150,6 +154,9 @@ impl Application {
                 let _ = tcp.set_nodelay(true);
             }
         })
+        .workers(workers)
+        // Signals are handled in `run_until_stopped`, which stops the rooms before HTTP.
+        .disable_signals()
         .keep_alive(Duration::from_secs(75))
         .client_request_timeout(Duration::from_secs(10))
         .shutdown_timeout(settings.shutdown_timeout_secs)
@@ -182,22 +189,19 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until SIGTERM/SIGINT, then drains in-flight requests (graceful shutdown).
+    /// Serves until SIGTERM/SIGINT, then shuts down gracefully: first the collaboration rooms
+    /// (stored, sockets closed with 1001, Markdown materialized), while the HTTP workers they run
+    /// on are still up; then HTTP (stop accepting, drain in-flight requests).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        // Actix drains HTTP requests on the same signals; live rooms are flushed and their
-        // sockets closed with 1001 alongside, so the drain does not wait for them.
         let collab = self.collab.clone();
-        let flush = tokio::spawn(async move {
+        let http = self.server.handle();
+        let stop = tokio::spawn(async move {
             crate::collab::shutdown_signal().await;
             collab.shutdown().await;
+            http.stop(true).await;
         });
         let served = self.server.await;
-        if self.collab.is_shutting_down() {
-            // Stopped by a signal: let the rooms finish materializing before the process exits.
-            let _ = tokio::time::timeout(Duration::from_secs(20), flush).await;
-        } else {
-            flush.abort();
-        }
+        stop.abort();
         self.sweeper.abort();
         self.compactor.abort();
         served

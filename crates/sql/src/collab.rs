@@ -40,22 +40,6 @@ impl YjsStore for SqlStore {
         insert_updates(&self.db, document, updates).await
     }
 
-    #[tracing::instrument(skip_all, fields(documents = batches.len()))]
-    async fn append_many(
-        &self,
-        batches: Vec<(DocumentId, Vec<Vec<u8>>)>,
-    ) -> Result<(), StoreError> {
-        if batches.iter().any(|(_, updates)| updates.is_empty()) {
-            return Err(StoreError::Unexpected(anyhow::anyhow!("nothing to append")));
-        }
-        let _turn = self.write_turn().await;
-        let txn = self.begin_write().await.map_err(store_error)?;
-        for (document, updates) in batches {
-            insert_updates(&txn, document, updates).await?;
-        }
-        txn.commit().await.map_err(store_error)
-    }
-
     /// Reads and merges without holding any lock (merging is CPU work that would stall every
     /// writer of the document — on SQLite, of the database) on a blocking thread, then writes the result in a short
     /// transaction that first checks that no other compaction took the same updates meanwhile.

@@ -14,8 +14,8 @@ use anyhow::Context as _;
 use mdcreator_migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use serde::Deserialize;
 
@@ -32,6 +32,9 @@ mod idempotency;
 mod rows;
 mod sync;
 mod workspaces;
+
+/// How often the SQLite WAL is checkpointed.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// Connection settings; the database URL is passed separately (it may hold a password).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -91,7 +94,13 @@ impl SqlStore {
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
                     .busy_timeout(busy)
+                    // Checkpoints run in the background (`spawn_checkpointer`), not inside
+                    // whichever commit crosses the WAL's size threshold.
+                    .pragma("wal_autocheckpoint", "0")
             });
+            // A file on this machine does not go stale: no ping round trip to the connection's
+            // worker thread before every query.
+            options.test_before_acquire(false);
             if is_sqlite_memory(url) {
                 options
                     .max_connections(1)
@@ -100,14 +109,50 @@ impl SqlStore {
                     .max_lifetime(None);
             }
         } else if scheme == "postgres" || scheme == "postgresql" {
-            options.statement_timeout(Duration::from_millis(settings.statement_timeout_ms));
+            options
+                .statement_timeout(Duration::from_millis(settings.statement_timeout_ms))
+                // A network round trip before every query only pays off for a connection that
+                // sat idle long enough for the server or a proxy to drop it.
+                .test_before_acquire_if_idle_for(Duration::from_secs(30));
         } else {
             anyhow::bail!("unsupported database URL: expected postgres:// or sqlite:");
         }
         let db = Database::connect(options)
             .await
             .context("cannot connect to the database")?;
-        Ok(SqlStore::from_connection(db))
+        let store = SqlStore::from_connection(db);
+        if scheme == "sqlite" && !is_sqlite_memory(url) {
+            store.spawn_checkpointer(CHECKPOINT_EVERY);
+        }
+        Ok(store)
+    }
+
+    /// SQLite: copies the WAL into the database file every `every`, on its own connection and
+    /// without waiting for readers or writers (`PASSIVE`). With `synchronous=NORMAL` the
+    /// checkpoint is where SQLite syncs the file; done by the commit that filled the WAL, as by
+    /// default, it stalled that writer — and every writer queued behind it — for milliseconds.
+    /// Stops when the last clone of the store is dropped.
+    fn spawn_checkpointer(&self, every: Duration) {
+        let (db, alive) = match &self.writers {
+            Some(lock) => (self.db.clone(), Arc::downgrade(lock)),
+            None => return,
+        };
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if alive.strong_count() == 0 {
+                    return;
+                }
+                if let Err(e) = db
+                    .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
+                    .await
+                {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
+            }
+        });
     }
 
     /// Wraps an existing connection (tests, tools).

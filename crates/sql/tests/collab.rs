@@ -45,31 +45,23 @@ fn bytes(stored: &StoredYjs) -> (Vec<u8>, Vec<u8>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn updates_are_appended_in_order_and_group_commits_are_all_or_nothing() {
+async fn updates_are_appended_in_order_and_only_to_existing_documents() {
     both(|store: SqlStore| async move {
         let (a, b) = (seeded(&store).await, seeded(&store).await);
         assert_eq!(store.load(DocumentId::new()).await.unwrap(), None);
         assert!(store.load(a).await.unwrap().unwrap().is_empty());
 
         let first = store.append(a, vec![vec![1], vec![2]]).await.unwrap();
-        store
-            .append_many(vec![(b, vec![vec![9]]), (a, vec![vec![3]])])
-            .await
-            .unwrap();
+        store.append(b, vec![vec![9]]).await.unwrap();
+        store.append(a, vec![vec![3]]).await.unwrap();
         let stored = store.load(a).await.unwrap().unwrap();
         assert_eq!(bytes(&stored), (vec![], vec![1, 2, 3]));
         assert!(stored.updates.windows(2).all(|w| w[0].0 < w[1].0));
         assert!(stored.updates[1].0 == first);
         assert_eq!(bytes(&store.load(b).await.unwrap().unwrap()).1, vec![9]);
 
-        // A missing document fails the whole group and stores nothing of it.
+        // A missing document stores nothing.
         let missing = DocumentId::new();
-        assert!(
-            store
-                .append_many(vec![(a, vec![vec![4]]), (missing, vec![vec![5]])])
-                .await
-                .is_err()
-        );
         assert!(store.append(missing, vec![vec![5]]).await.is_err());
         assert_eq!(
             bytes(&store.load(a).await.unwrap().unwrap()).1,
