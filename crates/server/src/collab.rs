@@ -278,6 +278,8 @@ struct Admitted {
     token: String,
     expires_at: Option<DateTime<Utc>>,
     access: LiveAccess,
+    /// The access watch's epoch before the access check (see `AccessWatch::register`).
+    epoch: u64,
 }
 
 async fn serve(
@@ -319,6 +321,7 @@ async fn serve(
 
 async fn admit(state: &AppState, request: SocketRequest) -> Result<Admitted, Close> {
     let collab = &state.collab;
+    let epoch = collab.watch.epoch();
     if let Some(origin) = &request.origin {
         let allowed = collab
             .allowed_origins
@@ -390,6 +393,7 @@ async fn admit(state: &AppState, request: SocketRequest) -> Result<Admitted, Clo
         token,
         expires_at,
         access,
+        epoch,
     })
 }
 
@@ -410,6 +414,7 @@ async fn pump(
         admitted.caller,
         admitted.document,
         admitted.access.writable,
+        admitted.epoch,
     );
     let expiry = async {
         match admitted.expires_at {

@@ -11,9 +11,13 @@
 //! Rounds are throttled per workspace: a poke starts one at once, and the pokes that come during
 //! it or within [`MIN_ROUND_INTERVAL`] of its start are folded into one round after that. Pokes
 //! also come from every save in the workspace, so a busy workspace costs at most one access
-//! check per user and document with a socket per interval. A poke is a hint: when one is lost
-//! (fan-out down, or a change that lands between a socket's admission and its registration
-//! here), the socket's own periodic re-check still closes it.
+//! check per user and document with a socket per interval.
+//!
+//! A change can land between a socket's access check and its registration here, so that the
+//! round it poked does not include the socket yet. Every poke seen bumps an epoch: a socket reads
+//! it before its access check ([`AccessWatch::epoch`]) and is checked once more at registration if
+//! it moved meanwhile. A poke is still a hint: when one is lost (fan-out down), the socket's own
+//! periodic re-check closes it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +48,8 @@ struct Inner {
     service: Arc<CollabService>,
     workspaces: Mutex<HashMap<WorkspaceId, Watched>>,
     next_id: AtomicU64,
+    /// Pokes (and subscription starts) seen in any workspace.
+    epoch: AtomicU64,
     runtime: tokio::runtime::Handle,
 }
 
@@ -100,18 +106,26 @@ impl AccessWatch {
                 service,
                 workspaces: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
+                epoch: AtomicU64::new(0),
                 runtime: tokio::runtime::Handle::current(),
             }),
         }
     }
 
-    /// Watches a socket of `caller` on `document` (in `workspace`) opened with `writable` rights.
+    /// Read before a socket's access check, and passed to [`AccessWatch::register`].
+    pub fn epoch(&self) -> u64 {
+        self.inner.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Watches a socket of `caller` on `document` (in `workspace`) opened with `writable` rights,
+    /// after an access check made at `epoch`; checks it again at once if pokes came since.
     pub fn register(
         &self,
         workspace: WorkspaceId,
         caller: Caller,
         document: DocumentId,
         writable: bool,
+        epoch: u64,
     ) -> Registration {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -131,6 +145,13 @@ impl AccessWatch {
                 .abort_handle(),
         });
         watched.sockets.insert(id, socket);
+        drop(workspaces);
+        if self.epoch() != epoch {
+            let inner = self.inner.clone();
+            self.inner
+                .runtime
+                .spawn(async move { inner.recheck(workspace, Some(id)).await });
+        }
         Registration {
             inner: self.inner.clone(),
             workspace,
@@ -146,13 +167,15 @@ impl Inner {
         self.workspaces.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// One round: every distinct (user, scope, document) of the workspace asked once.
-    async fn recheck(&self, workspace: WorkspaceId) {
+    /// One round: every distinct (user, scope, document) of the workspace asked once (or only
+    /// the socket `only`).
+    async fn recheck(&self, workspace: WorkspaceId, only: Option<u64>) {
         let watched: Vec<(u64, Caller, DocumentId, bool)> = match self.workspaces().get(&workspace)
         {
             Some(w) => w
                 .sockets
                 .iter()
+                .filter(|(id, _)| only.is_none_or(|o| o == **id))
                 .map(|(id, s)| (*id, s.caller, s.document, s.writable))
                 .collect(),
             None => return,
@@ -210,14 +233,141 @@ async fn follow(inner: Arc<Inner>, workspace: WorkspaceId) {
             }
         };
         // Changes committed before the subscription was live were poked to nobody here.
-        inner.recheck(workspace).await;
+        inner.epoch.fetch_add(1, Ordering::SeqCst);
+        inner.recheck(workspace, None).await;
         while pokes.next().await.is_some() {
             // Pokes that queued up during the last round and interval make one round together.
             while let Some(Some(_)) = pokes.next().now_or_never() {}
+            // Before the round takes its list: a socket registered after that sees the bump.
+            inner.epoch.fetch_add(1, Ordering::SeqCst);
             let started = tokio::time::Instant::now();
-            inner.recheck(workspace).await;
+            inner.recheck(workspace, None).await;
             tokio::time::sleep_until(started + MIN_ROUND_INTERVAL).await;
         }
         tracing::debug!(%workspace, "the workspace's pokes ended; following them again");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use mdcreator_domain::access::Access;
+    use mdcreator_domain::documents::{Document, MockDocumentGrants, MockDocumentRepository};
+    use mdcreator_domain::feed::MockUnitOfWork;
+    use mdcreator_domain::members::MockMembershipRepository;
+    use mdcreator_domain::ports::MockClock;
+    use mdcreator_domain::presence::MockPresence;
+    use mdcreator_domain::{ContentHash, Limits, Role, UserId, Version};
+    use mdcreator_inprocess::InProcessFanout;
+
+    /// A service in which `member` is an editor of `workspace` and nobody else is a member.
+    fn service(workspace: WorkspaceId, member: UserId) -> CollabService {
+        let mut documents = MockDocumentRepository::new();
+        documents.expect_document().returning(move |id| {
+            Ok(Some(Document {
+                id,
+                workspace_id: workspace,
+                folder_id: None,
+                title: "t".into(),
+                content: String::new(),
+                content_hash: ContentHash::of(""),
+                version: Version(1),
+                position: 0.0,
+                created_by: None,
+                updated_by: None,
+                created_at: Utc::now(),
+                updated_at: Utc::now(),
+                deleted_at: None,
+            }))
+        });
+        let mut members = MockMembershipRepository::new();
+        members
+            .expect_role_of()
+            .returning(move |_, user| Ok((user == member).then_some(Role::Editor)));
+        let mut grants = MockDocumentGrants::new();
+        grants.expect_grant_of().returning(|_, _| Ok(None));
+        CollabService::new(
+            Arc::new(documents),
+            Access::new(Arc::new(members), Arc::new(grants)),
+            Arc::new(MockUnitOfWork::new()),
+            Arc::new(MockPresence::new()),
+            Arc::new(MockClock::new()),
+            Limits::default(),
+        )
+    }
+
+    async fn revoked_within(registration: &mut Registration, wait: Duration) -> Option<Close> {
+        tokio::time::timeout(wait, registration.revoked())
+            .await
+            .ok()
+    }
+
+    /// A socket admitted before a poke whose round did not include it yet is checked again when
+    /// it registers; one admitted after the last poke is not (its own check was current).
+    #[tokio::test]
+    async fn a_socket_registered_after_a_poke_it_missed_is_checked_again() {
+        let (workspace, document) = (WorkspaceId::new(), DocumentId::new());
+        let member = UserId::new();
+        let fanout = Arc::new(InProcessFanout::default());
+        let watch = AccessWatch::new(fanout.clone(), Arc::new(service(workspace, member)));
+
+        // A member's socket makes this instance follow the workspace's pokes.
+        let before = watch.epoch();
+        let mut kept = watch.register(workspace, Caller::session(member), document, true, before);
+        let subscribed = tokio::time::timeout(Duration::from_secs(5), async {
+            while watch.epoch() == before {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(subscribed.is_ok(), "the watch follows the workspace");
+
+        // Another user's socket passed its access check (say, just before its removal)...
+        let removed = UserId::new();
+        let admitted_at = watch.epoch();
+        // ...then the removal pokes the workspace, and the round runs before it registers.
+        fanout
+            .publish(&topics::workspace(workspace), b"poke".to_vec())
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while watch.epoch() == admitted_at {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the poke is seen");
+        let mut late = watch.register(
+            workspace,
+            Caller::session(removed),
+            document,
+            true,
+            admitted_at,
+        );
+        let close = revoked_within(&mut late, Duration::from_secs(5))
+            .await
+            .expect("checked again at registration");
+        assert_eq!(close.code, mdcreator_collab::CloseCode::Forbidden);
+
+        // Registered with the current epoch, a socket is not checked again (nothing moved) and
+        // the member's own socket stays.
+        let mut current = watch.register(
+            workspace,
+            Caller::session(removed),
+            document,
+            true,
+            watch.epoch(),
+        );
+        assert!(
+            revoked_within(&mut current, Duration::from_millis(300))
+                .await
+                .is_none()
+        );
+        assert!(
+            revoked_within(&mut kept, Duration::from_millis(100))
+                .await
+                .is_none()
+        );
     }
 }
