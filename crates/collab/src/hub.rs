@@ -417,6 +417,11 @@ impl Connection {
     pub async fn next(&mut self) -> Option<Outbound> {
         self.outbound.recv().await
     }
+
+    /// A message already queued for the client, without waiting.
+    pub fn try_next(&mut self) -> Option<Outbound> {
+        self.outbound.try_recv().ok()
+    }
 }
 
 impl Drop for Connection {

@@ -226,6 +226,8 @@ fn collab_error(e: CollabError) -> ApiError {
 
 /// Ping every 30 s; a client silent on pongs for 60 s is gone.
 const PING_EVERY: Duration = Duration::from_secs(30);
+/// Queued messages sent in one turn of a socket's loop at most (its other duties wait meanwhile).
+const OUTBOUND_BATCH: usize = 64;
 const PONG_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Deserialize, Default)]
@@ -452,15 +454,27 @@ async fn pump(
                 }
                 Some(Err(e)) => return Some(Close::new(CloseCode::BadMessage, e.to_string())),
             },
-            out = connection.next() => match out {
-                Some(Outbound::Binary(bytes)) => {
-                    if session.binary(bytes).await.is_err() {
-                        return None;
+            out = connection.next() => {
+                // What queued meanwhile goes out in the same turn, not one message per wake-up.
+                let mut out = out;
+                for _ in 0..OUTBOUND_BATCH {
+                    match out {
+                        Some(Outbound::Binary(bytes)) => {
+                            if session.binary(bytes).await.is_err() {
+                                return None;
+                            }
+                        }
+                        Some(Outbound::Close(code, reason)) => {
+                            return Some(Close::new(code, reason));
+                        }
+                        None => return Some(Close::new(CloseCode::TooSlow, "too slow to keep up")),
+                    }
+                    match connection.try_next() {
+                        Some(next) => out = Some(next),
+                        None => break,
                     }
                 }
-                Some(Outbound::Close(code, reason)) => return Some(Close::new(code, reason)),
-                None => return Some(Close::new(CloseCode::TooSlow, "too slow to keep up")),
-            },
+            }
             _ = ping.tick() => {
                 if last_pong.elapsed() > PONG_TIMEOUT {
                     tracing::info!(document = %admitted.document, "no pong for 60 s; closing");
