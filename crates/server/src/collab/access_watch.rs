@@ -297,6 +297,16 @@ mod tests {
         )
     }
 
+    async fn epoch_moves_from(watch: &AccessWatch, epoch: u64, what: &str) {
+        let moved = tokio::time::timeout(Duration::from_secs(5), async {
+            while watch.epoch() == epoch {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(moved.is_ok(), "{what}");
+    }
+
     async fn revoked_within(registration: &mut Registration, wait: Duration) -> Option<Close> {
         tokio::time::timeout(wait, registration.revoked())
             .await
@@ -315,13 +325,7 @@ mod tests {
         // A member's socket makes this instance follow the workspace's pokes.
         let before = watch.epoch();
         let mut kept = watch.register(workspace, Caller::session(member), document, true, before);
-        let subscribed = tokio::time::timeout(Duration::from_secs(5), async {
-            while watch.epoch() == before {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await;
-        assert!(subscribed.is_ok(), "the watch follows the workspace");
+        epoch_moves_from(&watch, before, "the watch follows the workspace").await;
 
         // Another user's socket passed its access check (say, just before its removal)...
         let removed = UserId::new();
@@ -331,13 +335,7 @@ mod tests {
             .publish(&topics::workspace(workspace), b"poke".to_vec())
             .await
             .unwrap();
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while watch.epoch() == admitted_at {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("the poke is seen");
+        epoch_moves_from(&watch, admitted_at, "the poke is seen").await;
         let mut late = watch.register(
             workspace,
             Caller::session(removed),
