@@ -62,10 +62,11 @@ run_one() {
       | node -pe 'JSON.parse(require("fs").readFileSync(0)).id' >>"$data/rooms.txt"
   done
   echo "$token" >"$data/token.txt"
-  # PERF=1: sample the server's stacks during the run (perf report -i the .data file).
+  # PERF=1: sample the server's stacks during the run (perf report -i the .data file);
+  # PERF_OPTS="-F 199 --call-graph dwarf" for user-space stacks of a binary without frame pointers.
   local perf_pid=""
   if [ "${PERF:-0}" = 1 ]; then
-    perf record -F 499 -g -p "$pid" -o "$OUT/rust-$config-r$rep.perf.data" >/dev/null 2>&1 &
+    perf record ${PERF_OPTS:--F 499 -g} -p "$pid" -o "$OUT/rust-$config-r$rep.perf.data" >/dev/null 2>&1 &
     perf_pid=$!
   fi
   # PERFSTAT=1: count the server's CPU time, context switches and migrations over the run.

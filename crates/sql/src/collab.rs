@@ -10,6 +10,7 @@ use sea_orm::{
 };
 
 use crate::SqlStore;
+use crate::appender::AppendError;
 use crate::entity::{document_updates, documents};
 use crate::error::store_error;
 
@@ -37,6 +38,14 @@ impl YjsStore for SqlStore {
             return Err(StoreError::Unexpected(anyhow::anyhow!("nothing to append")));
         }
         let _turn = self.write_turn().await;
+        if let Some(appender) = &self.appender {
+            match appender.append(document.0, &updates, Utc::now()) {
+                Ok(id) => return Ok(id),
+                // Locked by someone who does not queue: wait in the pool, off this thread.
+                Err(AppendError::Busy) => {}
+                Err(AppendError::Failed(e)) => return Err(StoreError::Unexpected(e.into())),
+            }
+        }
         insert_updates(&self.db, document, updates).await
     }
 

@@ -7,20 +7,22 @@
 //! [`UnitOfWork`]: mdcreator_domain::feed::UnitOfWork
 //! [`StoreError`]: mdcreator_domain::StoreError
 
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use mdcreator_migration::{Migrator, MigratorTrait};
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    DbErr, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 use serde::Deserialize;
 
 mod accounts;
 mod api_tokens;
+mod appender;
 mod collab;
 mod comments;
 mod commit;
@@ -35,6 +37,10 @@ mod workspaces;
 
 /// How often the SQLite WAL is checkpointed.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Pages in the SQLite WAL (4 KiB each by default) past which a checkpoint holds writers back so
+/// that the log starts over (see `SqlStore::spawn_checkpointer`).
+const WAL_RESTART_FRAMES: i64 = 16_384;
 
 /// Connection settings; the database URL is passed separately (it may hold a password).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -68,6 +74,8 @@ pub struct SqlStore {
     db: DatabaseConnection,
     /// SQLite only: writers of this process queue here instead of polling SQLite's lock.
     writers: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// SQLite files only: the Yjs update log's own connection (see [`appender`]).
+    appender: Option<Arc<appender::Appender>>,
 }
 
 impl SqlStore {
@@ -120,18 +128,28 @@ impl SqlStore {
         let db = Database::connect(options)
             .await
             .context("cannot connect to the database")?;
-        let store = SqlStore::from_connection(db);
+        let mut store = SqlStore::from_connection(db);
         if scheme == "sqlite" && !is_sqlite_memory(url) {
+            let options = SqliteConnectOptions::from_str(url).context("invalid SQLite URL")?;
+            let appender = appender::Appender::open(options.get_filename())
+                .context("cannot open the SQLite database for the update log")?;
+            store.appender = Some(Arc::new(appender));
             store.spawn_checkpointer(CHECKPOINT_EVERY);
         }
         Ok(store)
     }
 
-    /// SQLite: copies the WAL into the database file every `every`, on its own connection and
-    /// without waiting for readers or writers (`PASSIVE`). With `synchronous=NORMAL` the
-    /// checkpoint is where SQLite syncs the file; done by the commit that filled the WAL, as by
-    /// default, it stalled that writer — and every writer queued behind it — for milliseconds.
-    /// Stops when the last clone of the store is dropped.
+    /// SQLite: copies the WAL into the database file every `every`, without waiting for readers
+    /// or writers (`PASSIVE`). With `synchronous=NORMAL` the checkpoint is where SQLite syncs the
+    /// files; done by the commit that filled the WAL, as by default, it stalled that writer, and
+    /// every writer queued behind it, for milliseconds.
+    ///
+    /// Under a steady stream of commits a passive checkpoint never catches up: frames arrive
+    /// while it copies, so the log never starts over. It would grow without bound, and every
+    /// commit would extend the file, which costs the filesystem far more than overwriting it.
+    /// Past [`WAL_RESTART_FRAMES`], the checkpoint runs once more with this process's writers
+    /// held back (a pause of one checkpoint, every few hundred thousand pages written), so the
+    /// next commit starts the log over. Stops when the last clone of the store is dropped.
     fn spawn_checkpointer(&self, every: Duration) {
         let (db, alive) = match &self.writers {
             Some(lock) => (self.db.clone(), Arc::downgrade(lock)),
@@ -145,11 +163,18 @@ impl SqlStore {
                 if alive.strong_count() == 0 {
                     return;
                 }
-                if let Err(e) = db
-                    .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
-                    .await
-                {
-                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                match checkpoint(&db).await {
+                    Ok(frames) if frames > WAL_RESTART_FRAMES => {
+                        let Some(writers) = alive.upgrade() else {
+                            return;
+                        };
+                        let _turn = writers.lock_owned().await;
+                        if let Err(e) = checkpoint(&db).await {
+                            tracing::warn!(error = %e, "WAL checkpoint failed");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
                 }
             }
         });
@@ -159,7 +184,11 @@ impl SqlStore {
     pub fn from_connection(db: DatabaseConnection) -> SqlStore {
         let writers = (db.get_database_backend() == DbBackend::Sqlite)
             .then(|| Arc::new(tokio::sync::Mutex::new(())));
-        SqlStore { db, writers }
+        SqlStore {
+            db,
+            writers,
+            appender: None,
+        }
     }
 
     /// The underlying connection, for migrations, tools and tests. Application code goes
@@ -235,6 +264,18 @@ impl SqlStore {
             _ => self.db.begin().await,
         }
     }
+}
+
+/// Runs a passive checkpoint; returns the number of frames in the WAL.
+async fn checkpoint(db: &DatabaseConnection) -> Result<i64, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "PRAGMA wal_checkpoint(PASSIVE)",
+        ))
+        .await?;
+    // Columns: busy, log (frames in the WAL), checkpointed.
+    row.map_or(Ok(0), |row| row.try_get_by_index::<i64>(1))
 }
 
 fn is_sqlite_memory(url: &str) -> bool {

@@ -10,6 +10,9 @@ use std::sync::mpsc;
 use mdcreator_domain::DocumentId;
 use mdcreator_domain::collab::{StoredYjs, YjsStore};
 use mdcreator_sql::SqlStore;
+use mdcreator_sql::entity::document_updates;
+use sea_orm::sqlx::{Connection as _, SqliteConnection};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use support::*;
 
 async fn both<F, Fut>(test: F)
@@ -66,6 +69,78 @@ async fn updates_are_appended_in_order_and_only_to_existing_documents() {
         assert_eq!(
             bytes(&store.load(a).await.unwrap().unwrap()).1,
             vec![1, 2, 3]
+        );
+    })
+    .await;
+}
+
+/// On SQLite files appends take their own connection (`appender.rs`), not the pool: the rows
+/// they write must read back through the entities exactly as the pool's would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn appended_rows_read_back_through_the_entities() {
+    both(|store: SqlStore| async move {
+        let document = seeded(&store).await;
+        let before = now();
+        let id = store
+            .append(document, vec![vec![7, 8], vec![9]])
+            .await
+            .unwrap();
+        let rows = document_updates::Entity::find()
+            .filter(document_updates::Column::DocumentId.eq(document.0))
+            .order_by_asc(document_updates::Column::Id)
+            .all(store.connection())
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].id, id);
+        assert_eq!(
+            (rows[0].data.clone(), rows[1].data.clone()),
+            (vec![7, 8], vec![9])
+        );
+        for row in &rows {
+            assert_eq!(row.document_id, document.0);
+            let age = now() - row.created_at;
+            assert!(
+                row.created_at >= before && age < chrono::Duration::seconds(60),
+                "{row:?}"
+            );
+        }
+    })
+    .await;
+}
+
+/// A write lock held by a connection that does not queue on the store's write turn (another
+/// process, say) makes the append wait for it in the pool, and then succeed: it neither fails
+/// at once nor blocks the caller's thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_appends_wait_for_a_foreign_write_lock() {
+    on_sqlite_at(|store: SqlStore, url: String| async move {
+        let document = seeded(&store).await;
+        let mut foreign = SqliteConnection::connect(&url).await.unwrap();
+        sea_orm::sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut foreign)
+            .await
+            .unwrap();
+        let append = tokio::spawn({
+            let store = store.clone();
+            async move { store.append(document, vec![vec![42]]).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !append.is_finished(),
+            "the append did not wait for the lock"
+        );
+        sea_orm::sqlx::query("COMMIT")
+            .execute(&mut foreign)
+            .await
+            .unwrap();
+        append
+            .await
+            .unwrap()
+            .expect("the append succeeds once the lock is free");
+        assert_eq!(
+            bytes(&store.load(document).await.unwrap().unwrap()).1,
+            vec![42]
         );
     })
     .await;

@@ -27,6 +27,15 @@ where
     F: FnOnce(SqlStore) -> Fut,
     Fut: Future<Output = ()>,
 {
+    on_sqlite_at(|store, _url| test(store)).await;
+}
+
+/// [`on_sqlite`], for tests that also open the file themselves: `test` gets its URL.
+pub async fn on_sqlite_at<F, Fut>(test: F)
+where
+    F: FnOnce(SqlStore, String) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let path: PathBuf =
         std::env::temp_dir().join(format!("mdc-test-{}.db", Uuid::new_v4().simple()));
     let url = format!("sqlite://{}", path.display());
@@ -38,7 +47,9 @@ where
         .await
         .expect("connect to SQLite");
     store.migrate().await.expect("migrate SQLite");
-    let outcome = AssertUnwindSafe(test(store.clone())).catch_unwind().await;
+    let outcome = AssertUnwindSafe(test(store.clone(), url))
+        .catch_unwind()
+        .await;
     store.close().await.ok();
     for suffix in ["", "-wal", "-shm"] {
         let mut file = path.clone().into_os_string();
