@@ -38,9 +38,9 @@ mod workspaces;
 /// How often the SQLite WAL is checkpointed.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
-/// Pages in the SQLite WAL (4 KiB each by default) past which a checkpoint holds writers back so
-/// that the log starts over (see `SqlStore::spawn_checkpointer`).
-const WAL_RESTART_FRAMES: i64 = 16_384;
+/// Pages in the SQLite WAL (4 KiB each by default, so about 1 GiB) past which a checkpoint holds
+/// writers back so that the log starts over (see `SqlStore::spawn_checkpointer`).
+const WAL_RESTART_FRAMES: i64 = 262_144;
 
 /// Connection settings; the database URL is passed separately (it may hold a password).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -145,11 +145,12 @@ impl SqlStore {
     /// every writer queued behind it, for milliseconds.
     ///
     /// Under a steady stream of commits a passive checkpoint never catches up: frames arrive
-    /// while it copies, so the log never starts over. It would grow without bound, and every
-    /// commit would extend the file, which costs the filesystem far more than overwriting it.
-    /// Past [`WAL_RESTART_FRAMES`], the checkpoint runs once more with this process's writers
-    /// held back (a pause of one checkpoint, every few hundred thousand pages written), so the
-    /// next commit starts the log over. Stops when the last clone of the store is dropped.
+    /// while it copies, so the log never starts over and would grow without bound (500 commits
+    /// a second add about 6 MB a second). Past [`WAL_RESTART_FRAMES`] the checkpoint runs once
+    /// more with this process's writers held back, so the next commit starts the log over. That
+    /// pause (two syncs: up to 100 ms on a slow disk) is why the bound is high: at 4 096 pages
+    /// it came every few seconds of such a load and showed in the p99 of every writer. Stops
+    /// when the last clone of the store is dropped.
     fn spawn_checkpointer(&self, every: Duration) {
         let (db, alive) = match &self.writers {
             Some(lock) => (self.db.clone(), Arc::downgrade(lock)),
