@@ -6,6 +6,9 @@
 //! (the profile of a 500 updates/s benchmark showed 42 % of the server's CPU on those threads).
 //! This connection keeps its pages and its statement, and commits in tens of microseconds
 //! without leaving the thread: with `synchronous=NORMAL` a WAL commit writes but does not sync.
+//! The price: when the disk stalls a write (a journal commit, a checkpoint's sync; 3-13 ms seen
+//! about once a second under 500 commits/s on a slow disk), the thread's other rooms and sockets
+//! wait too, where before only the writers queued behind the lock did.
 //!
 //! It never waits for SQLite's lock. Writers of this process queue on `SqlStore::write_turn`
 //! before coming here; a lock held by anyone else (another process, a write that does not
