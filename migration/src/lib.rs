@@ -11,6 +11,7 @@ mod m20261125_000002_sync;
 mod m20261126_000001_context_file_uploads;
 mod m20261127_000001_comments;
 mod m20261127_000001_device_results;
+mod m20261128_000001_update_log_by_document;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_sync::Migration),
             Box::new(m20261127_000001_comments::Migration),
             Box::new(m20261127_000001_device_results::Migration),
+            Box::new(m20261128_000001_update_log_by_document::Migration),
         ]
     }
 }

@@ -373,3 +373,112 @@ async fn postgres_up_down_up_and_search() {
         std::panic::resume_unwind(e.into_panic());
     }
 }
+
+/// The update log's rows, in order: `(document_id, id, data)`.
+async fn update_log(db: &DatabaseConnection) -> Vec<(Uuid, i64, Vec<u8>)> {
+    db.query_all_raw(stmt(
+        db,
+        "SELECT document_id, id, data FROM document_updates ORDER BY document_id, id",
+        vec![],
+    ))
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| {
+        (
+            row.try_get("", "document_id").unwrap(),
+            row.try_get("", "id").unwrap(),
+            row.try_get("", "data").unwrap(),
+        )
+    })
+    .collect()
+}
+
+/// `m20261128_000001_update_log_by_document` rebuilds SQLite's update log: up keeps every row
+/// and its id, down keeps every row in order.
+#[tokio::test]
+async fn sqlite_update_log_keeps_its_rows_across_the_rebuild() {
+    let db = Database::connect("sqlite::memory:").await.unwrap();
+    let before = Migrator::migrations().len() as u32 - 1;
+    Migrator::up(&db, Some(before)).await.unwrap();
+    let (user, ws) = (Uuid::now_v7(), Uuid::now_v7());
+    let mut docs = [Uuid::now_v7(), Uuid::now_v7()];
+    docs.sort();
+    exec(
+        &db,
+        "INSERT INTO users (id, subject, email, display_name, created_at, updated_at) \
+         VALUES (?, 's', 'a@example.com', 'A', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+        vec![user.into()],
+    )
+    .await;
+    exec(
+        &db,
+        "INSERT INTO workspaces (id, name, slug, created_by, created_at, updated_at) \
+         VALUES (?, 'W', 'w', ?, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+        vec![ws.into(), user.into()],
+    )
+    .await;
+    for doc in docs {
+        exec(
+            &db,
+            "INSERT INTO documents (id, workspace_id, title, content, content_hash, version, \
+             created_at, updated_at) \
+             VALUES (?, ?, 't', '', 'h', 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+            vec![doc.into(), ws.into()],
+        )
+        .await;
+    }
+    // Interleaved, as live rooms write them: ids 1..=4.
+    for (doc, data) in [(docs[1], 1u8), (docs[0], 2), (docs[1], 3), (docs[0], 4)] {
+        exec(
+            &db,
+            "INSERT INTO document_updates (document_id, data, created_at) \
+             VALUES (?, ?, CURRENT_TIMESTAMP)",
+            vec![doc.into(), vec![data].into()],
+        )
+        .await;
+    }
+    let old = update_log(&db).await;
+    assert_eq!(
+        old,
+        [
+            (docs[0], 2, vec![2]),
+            (docs[0], 4, vec![4]),
+            (docs[1], 1, vec![1]),
+            (docs[1], 3, vec![3]),
+        ]
+    );
+
+    Migrator::up(&db, None).await.unwrap();
+    assert_eq!(update_log(&db).await, old, "every row and id kept");
+    let sql: String = db
+        .query_one_raw(stmt(
+            &db,
+            "SELECT sql FROM sqlite_master WHERE name = 'document_updates'",
+            vec![],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "sql")
+        .unwrap();
+    assert!(sql.contains("WITHOUT ROWID"), "{sql}");
+
+    Migrator::down(&db, Some(1)).await.unwrap();
+    let data: Vec<_> = update_log(&db)
+        .await
+        .into_iter()
+        .map(|(doc, _, data)| (doc, data))
+        .collect();
+    assert_eq!(
+        data,
+        [
+            (docs[0], vec![2]),
+            (docs[0], vec![4]),
+            (docs[1], vec![1]),
+            (docs[1], vec![3]),
+        ],
+        "down keeps the rows in order"
+    );
+    db.close().await.unwrap();
+}

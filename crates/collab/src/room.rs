@@ -131,6 +131,10 @@ struct Room {
     dirty_since: Option<Instant>,
     last_writer: Option<UserId>,
     appended_since_compaction: usize,
+    /// This room's compaction threshold and debounce window: the settings' values spread by
+    /// ±25 % (see [`spread`]).
+    compact_after: usize,
+    debounce: Duration,
     last_update: Instant,
     empty_since: Option<Instant>,
     last_presence: Instant,
@@ -141,6 +145,14 @@ struct Room {
 }
 
 const TICK: Duration = Duration::from_millis(500);
+
+/// `value` times a random factor in [0.75, 1.25). Rooms opened together (every editor
+/// reconnecting after a deploy, a benchmark's rooms) would otherwise compact and materialize in
+/// lockstep: ten rooms' writes queued on SQLite's one writer at once, and their merges on the
+/// CPU at once, held every room's next update back by 20 ms and more.
+fn spread(value: f64) -> f64 {
+    value * rand::random_range(0.75..1.25)
+}
 const PRESENCE_EVERY: Duration = Duration::from_secs(20);
 const RESUBSCRIBE_EVERY: Duration = Duration::from_secs(2);
 /// Messages lost on the fan-out (a broker restart, a lagging subscriber) are recovered from
@@ -197,6 +209,9 @@ impl Room {
             ));
         }
         let now = Instant::now();
+        let compact_after =
+            (spread(hub.settings.compact_after_updates as f64).round() as usize).max(1);
+        let debounce = Duration::from_secs_f64(spread(hub.settings.debounce.as_secs_f64()));
         Some(Room {
             hub,
             document,
@@ -213,6 +228,8 @@ impl Room {
             dirty_since: None,
             last_writer: None,
             appended_since_compaction: 0,
+            compact_after,
+            debounce,
             last_update: now,
             empty_since: Some(now),
             last_presence: now,
@@ -595,11 +612,11 @@ impl Room {
         if idle {
             if self
                 .dirty_since
-                .is_some_and(|t| now.duration_since(t) >= settings.debounce)
+                .is_some_and(|t| now.duration_since(t) >= self.debounce)
             {
                 self.dirty_since = None;
                 self.background = Some(self.spawn_materialize());
-            } else if self.appended_since_compaction >= settings.compact_after_updates
+            } else if self.appended_since_compaction >= self.compact_after
                 || (self.appended_since_compaction > 0
                     && now.duration_since(self.last_update) >= settings.compact_when_idle)
             {

@@ -10,7 +10,7 @@
 //! about once a second under 500 commits/s on a slow disk), the thread's other rooms and sockets
 //! wait too, where before only the writers queued behind the lock did.
 //!
-//! It never waits for SQLite's lock. Writers of this process queue on `SqlStore::write_turn`
+//! It never waits for SQLite's lock. Writers of this process queue on `SqlStore::append_turn`
 //! before coming here; a lock held by anyone else (another process, a write that does not
 //! queue) makes it give way with [`AppendError::Busy`], and the caller goes through the pool,
 //! whose connections wait off the async workers.
@@ -23,8 +23,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 use uuid::Uuid;
 
-const INSERT: &str =
-    "INSERT INTO document_updates (document_id, data, created_at) VALUES (?1, ?2, ?3)";
+use crate::collab::SQLITE_APPEND;
 
 pub(crate) struct Appender {
     conn: Mutex<Connection>,
@@ -73,8 +72,9 @@ impl Appender {
         })
     }
 
-    /// Stores `updates` in order, in one transaction, as the pool would (the same encodings as
-    /// sqlx's: the id as a 16-byte blob, the time as RFC 3339); returns the last one's id.
+    /// Stores `updates` in order, in one transaction, as the pool would (the same statement, and
+    /// the same encodings as sqlx's: the id as a 16-byte blob, the time as RFC 3339); returns
+    /// the last one's id. Stores nothing when the document does not exist.
     pub(crate) fn append(
         &self,
         document: Uuid,
@@ -85,17 +85,21 @@ impl Appender {
         // A panic mid-append rolled its transaction back when the guard dropped.
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let txn = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut id = 0;
         {
-            let mut insert = txn.prepare_cached(INSERT)?;
+            let mut insert = txn.prepare_cached(SQLITE_APPEND)?;
             for update in updates {
-                insert.execute((
-                    document.as_bytes().as_slice(),
-                    update.as_slice(),
-                    at.as_str(),
-                ))?;
+                // No row: no such document (the transaction rolls back as it drops).
+                id = insert.query_row(
+                    (
+                        document.as_bytes().as_slice(),
+                        update.as_slice(),
+                        at.as_str(),
+                    ),
+                    |row| row.get(0),
+                )?;
             }
         }
-        let id = txn.last_insert_rowid();
         txn.commit()?;
         Ok(id)
     }

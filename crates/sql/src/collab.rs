@@ -4,12 +4,22 @@ use chrono::Utc;
 use mdcreator_domain::collab::{MergeFn, StoredYjs, YjsStore};
 use mdcreator_domain::{DocumentId, StoreError};
 use sea_orm::ActiveValue::{NotSet, Set};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Alias, Expr};
 use sea_orm::{
     ColumnTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Statement,
 };
 
 use crate::SqlStore;
+
+/// SQLite: appends one update with the next id of its document (see the migration
+/// `m20261128_000001_update_log_by_document`): one more than the document's highest, and above
+/// any a compaction merged. Inserts nothing when the document does not exist. Parameters:
+/// document id, update, time.
+pub(crate) const SQLITE_APPEND: &str = "INSERT INTO document_updates (document_id, id, data, created_at) \
+     SELECT d.id, max(coalesce(d.yjs_merged_through, 0), coalesce(\
+     (SELECT max(u.id) FROM document_updates u WHERE u.document_id = d.id), 0)) + 1, ?2, ?3 \
+     FROM documents d WHERE d.id = ?1 RETURNING id";
 use crate::appender::AppendError;
 use crate::entity::{document_updates, documents};
 use crate::error::store_error;
@@ -37,7 +47,7 @@ impl YjsStore for SqlStore {
         if updates.is_empty() {
             return Err(StoreError::Unexpected(anyhow::anyhow!("nothing to append")));
         }
-        let _turn = self.write_turn().await;
+        let _turn = self.append_turn().await;
         if let Some(appender) = &self.appender {
             match appender.append(document.0, &updates, Utc::now()) {
                 Ok(id) => return Ok(id),
@@ -45,6 +55,12 @@ impl YjsStore for SqlStore {
                 Err(AppendError::Busy) => {}
                 Err(AppendError::Failed(e)) => return Err(StoreError::Unexpected(e.into())),
             }
+        }
+        if self.backend() == DbBackend::Sqlite {
+            let txn = self.begin_write().await.map_err(store_error)?;
+            let id = sqlite_append(&txn, document, updates).await?;
+            txn.commit().await.map_err(store_error)?;
+            return Ok(id);
         }
         insert_updates(&self.db, document, updates).await
     }
@@ -109,8 +125,14 @@ impl YjsStore for SqlStore {
             // Another compaction merged (some of) them first; its state holds them.
             return Ok(0);
         }
+        // Remembered so that SQLite never hands these ids out again (see `SQLITE_APPEND`).
+        let merged_through = ids.iter().copied().max();
         documents::Entity::update_many()
             .col_expr(documents::Column::YjsState, Expr::value(merged))
+            .col_expr(
+                Alias::new("yjs_merged_through"),
+                Expr::value(merged_through),
+            )
             .filter(documents::Column::Id.eq(document.0))
             .exec(&txn)
             .await
@@ -128,6 +150,29 @@ impl YjsStore for SqlStore {
         txn.commit().await.map_err(store_error)?;
         Ok(n)
     }
+}
+
+/// [`SQLITE_APPEND`] for each update, in `txn`; the last one's id.
+async fn sqlite_append(
+    txn: &impl sea_orm::ConnectionTrait,
+    document: DocumentId,
+    updates: Vec<Vec<u8>>,
+) -> Result<i64, StoreError> {
+    let now = Utc::now();
+    let mut id = 0;
+    for update in updates {
+        let row = txn
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                SQLITE_APPEND,
+                [document.0.into(), update.into(), now.into()],
+            ))
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| StoreError::Unexpected(anyhow::anyhow!("no such document")))?;
+        id = row.try_get_by_index(0).map_err(store_error)?;
+    }
+    Ok(id)
 }
 
 async fn insert_updates(

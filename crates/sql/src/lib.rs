@@ -33,6 +33,7 @@ mod files;
 mod idempotency;
 mod rows;
 mod sync;
+mod turns;
 mod workspaces;
 
 /// How often the SQLite WAL is checkpointed.
@@ -72,8 +73,8 @@ impl Default for SqlSettings {
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     db: DatabaseConnection,
-    /// SQLite only: writers of this process queue here instead of polling SQLite's lock.
-    writers: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// SQLite only: writers of this process take turns here instead of polling SQLite's lock.
+    writers: Option<Arc<turns::WriteTurns>>,
     /// SQLite files only: the Yjs update log's own connection (see [`appender`]).
     appender: Option<Arc<appender::Appender>>,
 }
@@ -169,7 +170,7 @@ impl SqlStore {
                         let Some(writers) = alive.upgrade() else {
                             return;
                         };
-                        let _turn = writers.lock_owned().await;
+                        let _turn = writers.write().await;
                         if let Err(e) = checkpoint(&db).await {
                             tracing::warn!(error = %e, "WAL checkpoint failed");
                         }
@@ -184,7 +185,7 @@ impl SqlStore {
     /// Wraps an existing connection (tests, tools).
     pub fn from_connection(db: DatabaseConnection) -> SqlStore {
         let writers = (db.get_database_backend() == DbBackend::Sqlite)
-            .then(|| Arc::new(tokio::sync::Mutex::new(())));
+            .then(|| Arc::new(turns::WriteTurns::default()));
         SqlStore {
             db,
             writers,
@@ -236,14 +237,21 @@ impl SqlStore {
         self.db.get_database_backend()
     }
 
-    /// Taken before a SQLite write (and held until it commits): SQLite has one writer at a time,
-    /// and a writer that finds the lock taken sleeps and polls (1, 2, 5, 10… ms), which turns
-    /// contention between this process's writers into latency spikes. Queued here, they take
-    /// turns in order. `None` on Postgres, where writers run concurrently. Writers of other
-    /// processes on the same file still meet the busy timeout.
-    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    /// Taken before a SQLite write (and held until it commits); see [`turns`]. `None` on
+    /// Postgres, where writers run concurrently. Writers of other processes on the same file
+    /// still meet the busy timeout.
+    pub(crate) async fn write_turn(&self) -> Option<turns::Turn> {
         match &self.writers {
-            Some(lock) => Some(lock.clone().lock_owned().await),
+            Some(turns) => Some(turns.write().await),
+            None => None,
+        }
+    }
+
+    /// [`SqlStore::write_turn`] for an append to the Yjs update log, which goes ahead of other
+    /// queued writes.
+    pub(crate) async fn append_turn(&self) -> Option<turns::Turn> {
+        match &self.writers {
+            Some(turns) => Some(turns.append().await),
             None => None,
         }
     }

@@ -220,3 +220,52 @@ async fn racing_compactions_and_appends_lose_nothing() {
     })
     .await;
 }
+
+/// A compaction checks that the rows it read are still there by id, so an id must never come
+/// back within a document, not even after a compaction deleted every row (SQLite counts ids per
+/// document, see `SQLITE_APPEND`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ids_never_come_back_after_a_compaction() {
+    both(|store: SqlStore| async move {
+        let owner = seed_user(&store, "ada").await;
+        let ws = seed_workspace(&store, &owner).await;
+        let (doc, other) = (
+            document(ws.id, owner.id, "One", ""),
+            document(ws.id, owner.id, "Two", ""),
+        );
+        seed_document(&store, &doc).await;
+        seed_document(&store, &other).await;
+        let (doc, other) = (doc.id, other.id);
+        let first = store.append(doc, vec![vec![1], vec![2]]).await.unwrap();
+        store.append(other, vec![vec![9]]).await.unwrap();
+        assert_eq!(store.compact(doc, Box::new(concat)).await.unwrap(), 2);
+        let next = store.append(doc, vec![vec![3]]).await.unwrap();
+        assert!(next > first, "{next} after {first}");
+        let stored = store.load(doc).await.unwrap().unwrap();
+        assert_eq!(bytes(&stored), (vec![1, 2], vec![3]));
+        assert_eq!(stored.updates[0].0, next);
+    })
+    .await;
+}
+
+/// The same through the pool (the path appends take when another process holds SQLite's lock):
+/// a store without the appender's connection writes to the same file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_pool_appends_count_ids_like_the_appender() {
+    on_sqlite_at(|store: SqlStore, url: String| async move {
+        let doc = seeded(&store).await;
+        let first = store.append(doc, vec![vec![1], vec![2]]).await.unwrap();
+        assert_eq!(store.compact(doc, Box::new(concat)).await.unwrap(), 2);
+        let pool = SqlStore::from_connection(sea_orm::Database::connect(&url).await.unwrap());
+        let next = pool.append(doc, vec![vec![3], vec![4]]).await.unwrap();
+        assert_eq!(next, first + 2);
+        assert!(pool.append(DocumentId::new(), vec![vec![5]]).await.is_err());
+        let stored = store.load(doc).await.unwrap().unwrap();
+        assert_eq!(bytes(&stored), (vec![1, 2], vec![3, 4]));
+        assert_eq!(
+            stored.updates.iter().map(|u| u.0).collect::<Vec<_>>(),
+            [first + 1, first + 2]
+        );
+    })
+    .await;
+}
