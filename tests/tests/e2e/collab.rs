@@ -772,3 +772,83 @@ async fn a_ticket_issued_by_one_instance_opens_a_socket_on_another_once() {
     b.handle.stop(false).await;
     drop_database(created).await;
 }
+
+/// A member removed through one instance loses the socket they hold on another: the workspace
+/// poke crosses Redis (the periodic re-check is an hour here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_on_one_instance_closes_the_socket_on_another() {
+    if !clients_installed() {
+        return;
+    }
+    let Ok(redis) = std::env::var("REDIS_URL") else {
+        eprintln!("note: skipped — set REDIS_URL to run access loss across instances");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (mut settings, created) = shared_database(dir.path()).await;
+    settings.redis_url = Some(redis);
+    settings.collab_recheck_secs = 3600;
+    let a = start(settings.clone()).await;
+    let b = start(settings).await;
+    let owner = signup(&a.base, "owner").await;
+    let member = signup(&a.base, "member").await;
+    let doc = new_document(&a.base, &owner, "shared\n").await;
+    let client = reqwest::Client::new();
+    let api = |base: &str, path: &str| format!("{base}/api/v1{path}");
+    let (_, document) = send(
+        client
+            .get(api(&a.base, &format!("/documents/{doc}")))
+            .bearer_auth(&owner),
+    )
+    .await;
+    let ws = document["workspace_id"].as_str().unwrap().to_owned();
+    let (status, invitation) = send(
+        client
+            .post(api(&a.base, &format!("/workspaces/{ws}/invitations")))
+            .bearer_auth(&owner)
+            .json(&json!({"role": "editor", "max_uses": 1})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{invitation}");
+    let (status, body) = send(
+        client
+            .post(api(
+                &a.base,
+                &format!(
+                    "/invitations/{}/accept",
+                    invitation["token"].as_str().unwrap()
+                ),
+            ))
+            .bearer_auth(&member),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, me) = send(client.get(api(&a.base, "/users/me")).bearer_auth(&member)).await;
+    let member_id = me["id"].as_str().unwrap().to_owned();
+
+    let on_b = format!("{}/ws/documents", b.base.replace("http://", "ws://"));
+    let mut sockets = Scenario::start(
+        "watch",
+        json!({"targets": {"member": format!("{on_b}/{doc}?token={member}"),
+                           "owner": format!("{on_b}/{doc}?token={owner}")},
+               "closing": ["member"], "waitSecs": 15, "settleMs": 1500, "timeoutSecs": 60}),
+    );
+    sockets.ready().await;
+    let (status, body) = send(
+        client
+            .delete(api(
+                &a.base,
+                &format!("/workspaces/{ws}/members/{member_id}"),
+            ))
+            .bearer_auth(&owner),
+    )
+    .await;
+    assert!(status.is_success(), "remove: {status} {body}");
+    let r = sockets.result().await;
+    assert_eq!(r["codes"]["member"], 4403, "{r}");
+    assert_eq!(r["reasons"]["member"], "access revoked", "{r}");
+    assert_eq!(r["codes"]["owner"], Value::Null, "the owner stays: {r}");
+    a.handle.stop(false).await;
+    b.handle.stop(false).await;
+    drop_database(created).await;
+}
