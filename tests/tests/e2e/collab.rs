@@ -495,6 +495,41 @@ async fn start(settings: Settings) -> Instance {
     }
 }
 
+/// Two instances on one database and one Redis; `None` (with a note) without `REDIS_URL`.
+struct Twins {
+    a: Instance,
+    b: Instance,
+    created: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+async fn two_instances(what: &str, configure: impl FnOnce(&mut Settings)) -> Option<Twins> {
+    let Ok(redis) = std::env::var("REDIS_URL") else {
+        eprintln!("note: skipped — set REDIS_URL to run {what}");
+        return None;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (mut settings, created) = shared_database(dir.path()).await;
+    settings.redis_url = Some(redis);
+    configure(&mut settings);
+    let a = start(settings.clone()).await;
+    let b = start(settings).await;
+    Some(Twins {
+        a,
+        b,
+        created,
+        _dir: dir,
+    })
+}
+
+impl Twins {
+    async fn stop(self) {
+        self.a.handle.stop(false).await;
+        self.b.handle.stop(false).await;
+        drop_database(self.created).await;
+    }
+}
+
 async fn signup(base: &str, name: &str) -> String {
     let client = reqwest::Client::new();
     let email = format!("{name}-{}@example.com", uuid::Uuid::new_v4().simple());
@@ -593,15 +628,10 @@ async fn clients_on_two_instances_converge() {
     if !clients_installed() {
         return;
     }
-    let Ok(redis) = std::env::var("REDIS_URL") else {
-        eprintln!("note: skipped — set REDIS_URL to run clients on two instances");
+    let Some(twins) = two_instances("clients on two instances", |_| {}).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let (mut settings, created) = shared_database(dir.path()).await;
-    settings.redis_url = Some(redis);
-    let a = start(settings.clone()).await;
-    let b = start(settings).await;
+    let (a, b) = (&twins.a, &twins.b);
     let token = signup(&a.base, "twins").await;
     let doc = new_document(&a.base, &token, "two instances\n").await;
     let urls: Vec<String> = [&a.base, &b.base]
@@ -614,9 +644,7 @@ async fn clients_on_two_instances_converge() {
     )
     .await;
     assert_eq!(r["markers"], 60);
-    a.handle.stop(false).await;
-    b.handle.stop(false).await;
-    drop_database(created).await;
+    twins.stop().await;
 }
 
 /// Access lost through the workspace's pokes, not the periodic re-check (an hour here): a
@@ -719,15 +747,10 @@ async fn a_ticket_issued_by_one_instance_opens_a_socket_on_another_once() {
     if !clients_installed() {
         return;
     }
-    let Ok(redis) = std::env::var("REDIS_URL") else {
-        eprintln!("note: skipped — set REDIS_URL to run tickets across instances");
+    let Some(twins) = two_instances("tickets across instances", |_| {}).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let (mut settings, created) = shared_database(dir.path()).await;
-    settings.redis_url = Some(redis);
-    let a = start(settings.clone()).await;
-    let b = start(settings).await;
+    let (a, b) = (&twins.a, &twins.b);
     let token = signup(&a.base, "ticketed").await;
     let doc = new_document(&a.base, &token, "tickets\n").await;
     let client = reqwest::Client::new();
@@ -751,7 +774,7 @@ async fn a_ticket_issued_by_one_instance_opens_a_socket_on_another_once() {
             base.replace("http://", "ws://")
         )
     };
-    for (issuer, spender) in [(&a, &b), (&b, &a)] {
+    for (issuer, spender) in [(a, b), (b, a)] {
         let ticket = ticket_from(issuer.base.clone()).await;
         let first = run(
             "refused",
@@ -768,9 +791,7 @@ async fn a_ticket_issued_by_one_instance_opens_a_socket_on_another_once() {
             assert_eq!(again["code"], 4401, "used twice: {again}");
         }
     }
-    a.handle.stop(false).await;
-    b.handle.stop(false).await;
-    drop_database(created).await;
+    twins.stop().await;
 }
 
 /// A member removed through one instance loses the socket they hold on another: the workspace
@@ -780,16 +801,14 @@ async fn a_removal_on_one_instance_closes_the_socket_on_another() {
     if !clients_installed() {
         return;
     }
-    let Ok(redis) = std::env::var("REDIS_URL") else {
-        eprintln!("note: skipped — set REDIS_URL to run access loss across instances");
+    let Some(twins) = two_instances("access loss across instances", |s| {
+        s.collab_recheck_secs = 3600
+    })
+    .await
+    else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let (mut settings, created) = shared_database(dir.path()).await;
-    settings.redis_url = Some(redis);
-    settings.collab_recheck_secs = 3600;
-    let a = start(settings.clone()).await;
-    let b = start(settings).await;
+    let (a, b) = (&twins.a, &twins.b);
     let owner = signup(&a.base, "owner").await;
     let member = signup(&a.base, "member").await;
     let doc = new_document(&a.base, &owner, "shared\n").await;
@@ -848,7 +867,5 @@ async fn a_removal_on_one_instance_closes_the_socket_on_another() {
     assert_eq!(r["codes"]["member"], 4403, "{r}");
     assert_eq!(r["reasons"]["member"], "access revoked", "{r}");
     assert_eq!(r["codes"]["owner"], Value::Null, "the owner stays: {r}");
-    a.handle.stop(false).await;
-    b.handle.stop(false).await;
-    drop_database(created).await;
+    twins.stop().await;
 }
