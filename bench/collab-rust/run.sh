@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs the shared y-websocket load harness (shared/bench/collab/bench.mjs) against the release
-# MD Creator server, configs a, b and c (see shared/bench/collab/README.md), one at a time.
+# MD Creator server, configs a to e (see shared/bench/collab/README.md), one at a time.
 #
-#   bench/collab-rust/run.sh            # all three, REPS=1
+#   bench/collab-rust/run.sh            # a, b and c, REPS=1
 #   CONFIGS="a" REPS=2 bench/collab-rust/run.sh
+#   CONFIGS="d e" bench/collab-rust/run.sh   # the saturation ladders (a few minutes each)
 #
 # Each run starts a fresh server (SQLite in a temp dir: the embedded default, durable writes),
 # signs up one user over the API, creates the rooms' documents, writes the ES256 access token to
@@ -37,6 +38,9 @@ run_one() {
     a) rooms=10;  args="--mode load --rooms 10 --clients 5 --rate 10 --duration 30" ;;
     b) rooms=1;   args="--mode load --rooms 1 --clients 50 --rate 2 --duration 30" ;;
     c) rooms=100; args="--mode capacity --rooms 100 --clients 10" ;;
+    # Saturation ladders use fresh rooms per step: rooms × (max steps 12 + refine 3) documents.
+    d) rooms=750; args="--mode saturate --rooms 50 --clients 4 --workers 2" ;;
+    e) rooms=75;  args="--mode saturate --rooms 5 --clients 20 --workers 2" ;;
     *) echo "unknown config $config"; exit 2 ;;
   esac
   local data; data="$(mktemp -d)"
@@ -56,12 +60,26 @@ run_one() {
   api -X POST "$base/auth/signup" -d "{\"email\":\"$email\",\"password\":\"correct horse battery\",\"display_name\":\"Bench\"}" >/dev/null
   local token; token=$(api -X POST "$base/auth/login" -d "{\"email\":\"$email\",\"password\":\"correct horse battery\"}" | node -pe 'JSON.parse(require("fs").readFileSync(0)).access_token')
   local ws; ws=$(api -X POST "$base/workspaces" -H "authorization: Bearer $token" -d '{"name":"Bench"}' | node -pe 'JSON.parse(require("fs").readFileSync(0)).id')
-  : >"$data/rooms.txt"
-  for i in $(seq 1 "$rooms"); do
-    api -X POST "$base/workspaces/$ws/documents" -H "authorization: Bearer $token" -d "{\"title\":\"room $i\",\"content\":\"\"}" \
-      | node -pe 'JSON.parse(require("fs").readFileSync(0)).id' >>"$data/rooms.txt"
-  done
+  # The rooms' documents, eight requests at a time, ids one per line in creation order.
+  BASE="$base" TOKEN="$token" WS="$ws" ROOMS="$rooms" node -e '
+    const { BASE, TOKEN, WS, ROOMS } = process.env;
+    const ids = new Array(Number(ROOMS));
+    let next = 0;
+    async function worker() {
+      for (let i = next++; i < ids.length; i = next++) {
+        const r = await fetch(`${BASE}/workspaces/${WS}/documents`, { method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}` },
+          body: JSON.stringify({ title: `room ${i + 1}`, content: "" }) });
+        if (!r.ok) throw new Error(`document ${i + 1}: HTTP ${r.status}`);
+        ids[i] = (await r.json()).id;
+      }
+    }
+    Promise.all(Array.from({ length: 8 }, worker)).then(() => console.log(ids.join("\n")));
+  ' >"$data/rooms.txt"
   echo "$token" >"$data/token.txt"
+  # The setup above (sign-up and login hash a password with Argon2, 19 MiB each) is not part of
+  # the run: reset the server's peak RSS (VmHWM) to its current RSS before measuring.
+  echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true
   # PERF=1: sample the server's stacks during the run (perf report -i the .data file);
   # PERF_OPTS="-F 199 --call-graph dwarf" for user-space stacks of a binary without frame pointers.
   local perf_pid=""

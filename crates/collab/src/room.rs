@@ -109,7 +109,25 @@ enum Accepted {
 
 struct Pending {
     conn: ConnId,
-    update: Vec<u8>,
+    /// The client's message, and the range of the update in it.
+    frame: Bytes,
+    checked: Checked,
+}
+
+impl Pending {
+    fn update(&self) -> &[u8] {
+        self.checked.payload(&self.frame)
+    }
+
+    /// The message relayed to the room: the client's own when it is a plain sync update
+    /// (checked, and with nothing after the update), so relaying copies nothing.
+    fn relayed(&self) -> Bytes {
+        if self.checked.kind == FrameKind::Update && self.frame.starts_with(&[0, 2]) {
+            self.frame.clone()
+        } else {
+            Bytes::from(Message::Sync(SyncMessage::Update(self.update().to_vec())).encode_v1())
+        }
+    }
 }
 
 struct Room {
@@ -122,7 +140,8 @@ struct Room {
     awareness: HashMap<u64, AwarenessState>,
     pending: Vec<Pending>,
     subscription: Option<Subscription>,
-    publisher: mpsc::Sender<Vec<u8>>,
+    /// `None` on the only instance (no fan-out).
+    publisher: Option<mpsc::Sender<Vec<u8>>>,
     /// Set by the publisher when the fan-out refused a message: other instances missed it, and
     /// this one may have missed theirs, so the room catches up from storage.
     fanout_trouble: Arc<AtomicBool>,
@@ -198,16 +217,17 @@ impl Room {
                 return None;
             }
         };
-        let (publisher, queue) = mpsc::channel(if hub.settings.shared { 4096 } else { 1 });
         let fanout_trouble = Arc::new(AtomicBool::new(false));
-        if hub.settings.shared {
+        let publisher = hub.settings.shared.then(|| {
+            let (publisher, queue) = mpsc::channel(4096);
             hub.runtime.spawn(publish_loop(
                 hub.clone(),
                 topics::document(document),
                 queue,
                 fanout_trouble.clone(),
             ));
-        }
+            publisher
+        });
         let now = Instant::now();
         let compact_after =
             (spread(hub.settings.compact_after_updates as f64).round() as usize).max(1);
@@ -311,7 +331,7 @@ impl Room {
                     // Answers carry the document state: only what is stored goes out.
                     self.flush().await;
                 }
-                self.on_frame(conn, &frame, checked);
+                self.on_frame(conn, frame, checked);
             }
             RoomMsg::ApplyText { text, done } => {
                 self.flush().await;
@@ -370,11 +390,11 @@ impl Room {
         }
     }
 
-    fn on_frame(&mut self, conn: ConnId, frame: &[u8], checked: Checked) {
+    fn on_frame(&mut self, conn: ConnId, frame: Bytes, checked: Checked) {
         let Some(writable) = self.conns.get(&conn).map(|c| c.peer.writable) else {
             return;
         };
-        let payload = checked.payload(frame);
+        let payload = checked.payload(&frame);
         match checked.kind {
             FrameKind::SyncStep1 => {
                 // Checked above; yrs decodes a bounded state vector.
@@ -400,7 +420,8 @@ impl Room {
                     Ok(true) => {
                         self.pending.push(Pending {
                             conn,
-                            update: payload.to_vec(),
+                            frame: frame.clone(),
+                            checked,
                         });
                         self.last_writer = self.conns.get(&conn).map(|c| c.peer.user_id);
                     }
@@ -411,7 +432,7 @@ impl Room {
             FrameKind::Awareness => match decode_awareness(payload) {
                 Ok(update) => {
                     let relay = match self.apply_awareness(update, Some(conn)) {
-                        Accepted::All => Some((Bytes::copy_from_slice(frame), payload.to_vec())),
+                        Accepted::All => Some((frame.clone(), payload.to_vec())),
                         Accepted::Some(accepted) => {
                             let data = accepted.encode_v1();
                             Some((awareness_frame(&data), data))
@@ -424,11 +445,7 @@ impl Room {
                     // clients × clients messages.
                     if let Some((frame, data)) = relay {
                         self.broadcast(frame, None);
-                        let _ = self.publisher.try_send(fanout_payload(
-                            self.hub.instance,
-                            KIND_AWARENESS,
-                            &data,
-                        ));
+                        self.publish(KIND_AWARENESS, &data);
                     }
                 }
                 Err(e) => self.refuse(conn, e),
@@ -447,7 +464,7 @@ impl Room {
             return;
         }
         let pending = std::mem::take(&mut self.pending);
-        let updates: Vec<Vec<u8>> = pending.iter().map(|p| p.update.clone()).collect();
+        let updates: Vec<Vec<u8>> = pending.iter().map(|p| p.update().to_vec()).collect();
         match self.hub.store.append(self.document, updates).await {
             Ok(_) => {
                 let now = Instant::now();
@@ -455,13 +472,8 @@ impl Room {
                 self.last_update = now;
                 self.dirty_since.get_or_insert(now);
                 for p in pending {
-                    let msg = Message::Sync(SyncMessage::Update(p.update.clone())).encode_v1();
-                    self.broadcast(Bytes::from(msg), Some(p.conn));
-                    let _ = self.publisher.try_send(fanout_payload(
-                        self.hub.instance,
-                        KIND_UPDATE,
-                        &p.update,
-                    ));
+                    self.broadcast(p.relayed(), Some(p.conn));
+                    self.publish(KIND_UPDATE, p.update());
                 }
             }
             Err(e) => {
@@ -497,11 +509,7 @@ impl Room {
                 self.appended_since_compaction += 1;
                 let msg = Message::Sync(SyncMessage::Update(update.clone())).encode_v1();
                 self.broadcast(Bytes::from(msg), None);
-                let _ = self.publisher.try_send(fanout_payload(
-                    self.hub.instance,
-                    KIND_UPDATE,
-                    &update,
-                ));
+                self.publish(KIND_UPDATE, &update);
                 true
             }
             Err(e) => {
@@ -843,9 +851,7 @@ impl Room {
         let data = update.encode_v1();
         self.broadcast(awareness_frame(&data), None);
         if publish {
-            let _ =
-                self.publisher
-                    .try_send(fanout_payload(self.hub.instance, KIND_AWARENESS, &data));
+            self.publish(KIND_AWARENESS, &data);
         }
     }
 
@@ -888,6 +894,14 @@ impl Room {
 
     fn connection_id(&self, conn: ConnId) -> String {
         format!("{}:{conn}", self.hub.instance)
+    }
+
+    /// Hands `data` to the fan-out for other instances (a full queue drops it: see
+    /// [`publish_loop`]).
+    fn publish(&self, kind: u8, data: &[u8]) {
+        if let Some(publisher) = &self.publisher {
+            let _ = publisher.try_send(fanout_payload(self.hub.instance, kind, data));
+        }
     }
 
     fn send(&mut self, conn: ConnId, msg: Bytes) {

@@ -63,12 +63,18 @@ async fn updates_are_appended_in_order_and_only_to_existing_documents() {
         assert!(stored.updates[1].0 == first);
         assert_eq!(bytes(&store.load(b).await.unwrap().unwrap()).1, vec![9]);
 
-        // A missing document stores nothing.
+        // A missing document stores nothing, and the failed append leaves no transaction open
+        // behind it: the next one commits.
         let missing = DocumentId::new();
         assert!(store.append(missing, vec![vec![5]]).await.is_err());
         assert_eq!(
             bytes(&store.load(a).await.unwrap().unwrap()).1,
             vec![1, 2, 3]
+        );
+        store.append(a, vec![vec![4]]).await.unwrap();
+        assert_eq!(
+            bytes(&store.load(a).await.unwrap().unwrap()).1,
+            vec![1, 2, 3, 4]
         );
     })
     .await;
