@@ -119,11 +119,13 @@ impl Pending {
         self.checked.payload(&self.frame)
     }
 
-    /// The message relayed to the room: the client's own when it is a plain sync update
-    /// (checked, and with nothing after the update), so relaying copies nothing.
+    /// The message relayed to the room: a copy of the client's own when it is a plain sync
+    /// update (checked, and with nothing after the update), with no decoding or re-encoding.
+    /// A copy, not a clone: the frame is a slice of the socket's read buffer, which relayed
+    /// messages queued for a slow client would otherwise keep alive, kilobytes per message.
     fn relayed(&self) -> Bytes {
         if self.checked.kind == FrameKind::Update && self.frame.starts_with(&[0, 2]) {
-            self.frame.clone()
+            Bytes::copy_from_slice(&self.frame)
         } else {
             Bytes::from(Message::Sync(SyncMessage::Update(self.update().to_vec())).encode_v1())
         }
@@ -432,7 +434,8 @@ impl Room {
             FrameKind::Awareness => match decode_awareness(payload) {
                 Ok(update) => {
                     let relay = match self.apply_awareness(update, Some(conn)) {
-                        Accepted::All => Some((frame.clone(), payload.to_vec())),
+                        // Copied out of the socket's read buffer (see `Pending::relayed`).
+                        Accepted::All => Some((Bytes::copy_from_slice(&frame), payload.to_vec())),
                         Accepted::Some(accepted) => {
                             let data = accepted.encode_v1();
                             Some((awareness_frame(&data), data))
