@@ -31,6 +31,7 @@ pub mod entity;
 mod error;
 mod files;
 mod idempotency;
+mod plans;
 mod rows;
 mod sync;
 mod turns;
@@ -106,6 +107,18 @@ impl SqlStore {
                     // Checkpoints run in the background (`spawn_checkpointer`), not inside
                     // whichever commit crosses the WAL's size threshold.
                     .pragma("wal_autocheckpoint", "0")
+            });
+            // Prepared statements stay prepared (see `plans`).
+            options.map_sqlx_sqlite_pool_opts(|pool| {
+                pool.after_connect(|conn, _| {
+                    Box::pin(async move {
+                        let mut handle = conn.lock_handle().await?;
+                        if !plans::stabilize(handle.as_raw_handle().cast()) {
+                            tracing::warn!("SQLite refused stable query plans on a connection");
+                        }
+                        Ok(())
+                    })
+                })
             });
             // A file on this machine does not go stale: no ping round trip to the connection's
             // worker thread before every query.
