@@ -147,7 +147,7 @@ impl CollabService {
     ) -> Result<LiveAccess, CollabError> {
         let doc = self
             .documents
-            .document(document)
+            .document_summary(document)
             .await?
             .filter(|d| d.deleted_at.is_none())
             .ok_or(CollabError::NotFound)?;
@@ -331,6 +331,9 @@ mod tests {
         presence: MockPresence,
     ) -> CollabService {
         let mut docs = MockDocumentRepository::new();
+        let summary = d.summary();
+        docs.expect_document_summary()
+            .returning(move |_| Ok(Some(summary.clone())));
         docs.expect_document()
             .returning(move |_| Ok(Some(d.clone())));
         let mut members = MockMembershipRepository::new();

@@ -188,6 +188,10 @@ pub struct DocumentQuery {
 pub trait DocumentRepository: Send + Sync {
     /// The document, trashed or not; `None` when unknown or permanently deleted.
     async fn document(&self, id: DocumentId) -> Result<Option<Document>, StoreError>;
+    /// The same without its content: for checks that need only where a document is and whether
+    /// it is trashed (a live document's content can be megabytes).
+    async fn document_summary(&self, id: DocumentId)
+    -> Result<Option<DocumentSummary>, StoreError>;
     /// At most `query.limit` rows in the query's order, ties broken by id in the same direction.
     async fn documents(&self, query: DocumentQuery) -> Result<Vec<DocumentSummary>, StoreError>;
     /// Live (not trashed) documents directly inside any of `folders`.

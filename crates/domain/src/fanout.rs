@@ -44,6 +44,15 @@ pub mod topics {
         format!("mdc:ws:{id}")
     }
 
+    /// `{workspace_id, seq}` whenever a commit advanced the workspace's feed with a write that can
+    /// change who may open its documents ([`Write::may_change_access`]): what live sockets are
+    /// re-checked on, so that content saves do not re-check them.
+    ///
+    /// [`Write::may_change_access`]: crate::feed::Write::may_change_access
+    pub fn access(id: WorkspaceId) -> String {
+        format!("mdc:ws-access:{id}")
+    }
+
     /// `{workspace_id, seq}` whenever the user joins, leaves or changes role in a workspace, so
     /// that a sync event stream can follow memberships.
     pub fn user(id: crate::UserId) -> String {

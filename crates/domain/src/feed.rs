@@ -224,6 +224,46 @@ pub enum Write {
     },
 }
 
+impl Write {
+    /// Whether this write can change who may open a document, and with which role: membership,
+    /// roles, grants, trash, deletion, and (to be safe) users, workspaces and folders. Content,
+    /// history, files, comments, notifications and devices cannot. There is no catch-all arm: a
+    /// new kind of write has to be decided here.
+    pub fn may_change_access(&self) -> bool {
+        match self {
+            Write::InsertUser(_)
+            | Write::UpdateUser(_)
+            | Write::InsertWorkspace(_)
+            | Write::UpdateWorkspace(_)
+            | Write::PutMember { .. }
+            | Write::RemoveMember { .. }
+            | Write::UpdateFolder { .. }
+            | Write::TrashDocument { .. }
+            | Write::DeleteDocument { .. }
+            | Write::InsertDocumentGrant(_) => true,
+            Write::InsertInvitation(_)
+            | Write::UpdateInvitation { .. }
+            | Write::InsertFolder(_)
+            | Write::InsertDocument(_)
+            | Write::SaveDocument { .. }
+            | Write::PlaceDocument { .. }
+            | Write::InsertVersion(_)
+            | Write::InsertAttachment(_)
+            | Write::UpdateAttachment { .. }
+            | Write::InsertContextFile(_)
+            | Write::UpdateContextFile { .. }
+            | Write::InsertComment(_)
+            | Write::UpdateComment { .. }
+            | Write::InsertNotification(_)
+            | Write::ReadNotifications { .. }
+            | Write::Audit(_)
+            | Write::InsertDevice(_)
+            | Write::DeleteDevice { .. }
+            | Write::AdvanceDevice { .. } => false,
+        }
+    }
+}
+
 /// Invariants checked after the writes, inside the transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {

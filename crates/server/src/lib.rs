@@ -9,6 +9,7 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod upgrade;
 
 pub use config::Settings;
 pub use startup::Application;

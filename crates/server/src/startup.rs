@@ -10,7 +10,7 @@ use actix_web::dev::{Server, ServerHandle, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
-use actix_web::{App, HttpMessage, HttpServer, web};
+use actix_web::{App, HttpMessage, web};
 use actix_web_prom::PrometheusMetricsBuilder;
 use anyhow::Context;
 use secrecy::ExposeSecret;
@@ -58,6 +58,7 @@ use crate::routes;
 use crate::routes::blobs::LocalBlobs;
 use crate::state::{AppState, KeySet, Readiness};
 use crate::telemetry;
+use crate::upgrade;
 
 /// Installs rustls' process-wide crypto provider (sea-orm brings `ring`, the AWS SDK and fred
 /// `aws-lc-rs`; with both present rustls refuses to guess). Idempotent.
@@ -116,7 +117,14 @@ impl Application {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let server = HttpServer::new(move || {
+        let options = upgrade::Options {
+            workers,
+            keep_alive: Duration::from_secs(75),
+            client_request_timeout: Duration::from_secs(10),
+            // Signals are handled in `run_until_stopped`, which stops the rooms before HTTP.
+            shutdown_timeout_secs: settings.shutdown_timeout_secs,
+        };
+        let server = upgrade::server(listener, options, move || {
             App::new()
                 .app_data(state.clone())
                 .configure(|cfg| {
@@ -146,22 +154,7 @@ impl Application {
                 .wrap(TracingLogger::<telemetry::RequestSpan>::new())
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
                 .configure(|cfg| routes::configure(cfg, max_document))
-        })
-        // Small frames (collaboration updates, SSE events) go out at once: with Nagle's algorithm
-        // a second small write waits for the client's delayed ACK (~40 ms).
-        .on_connect(|conn, _| {
-            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                let _ = tcp.set_nodelay(true);
-            }
-        })
-        .workers(workers)
-        // Signals are handled in `run_until_stopped`, which stops the rooms before HTTP.
-        .disable_signals()
-        .keep_alive(Duration::from_secs(75))
-        .client_request_timeout(Duration::from_secs(10))
-        .shutdown_timeout(settings.shutdown_timeout_secs)
-        .listen(listener)?
-        .run();
+        })?;
         Ok(Self {
             server,
             address,

@@ -54,6 +54,18 @@ impl DocumentRepository for SqlStore {
         Ok(row.map(rows::document))
     }
 
+    async fn document_summary(
+        &self,
+        id: DocumentId,
+    ) -> Result<Option<DocumentSummary>, StoreError> {
+        let row = documents::Entity::find_by_id(id.0)
+            .into_partial_model::<DocumentSummaryRow>()
+            .one(&self.db)
+            .await
+            .map_err(store_error)?;
+        Ok(row.map(rows::document_summary))
+    }
+
     async fn documents(&self, query: DocumentQuery) -> Result<Vec<DocumentSummary>, StoreError> {
         use documents::Column as C;
         let sort = match query.sort {

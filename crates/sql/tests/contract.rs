@@ -335,6 +335,10 @@ async fn stale_save_changes_nothing(store: SqlStore) {
         .change(Change::upsert(w.id, EntityType::Document, d.id.0).with_version(2));
     assert_eq!(store.commit(batch).await.unwrap().heads, vec![(w.id, 4)]);
     assert_eq!(store.document(d.id).await.unwrap(), Some(v2.clone()));
+    assert_eq!(
+        store.document_summary(d.id).await.unwrap(),
+        Some(v2.summary())
+    );
 
     // A second save still based on version 1 is stale and stores nothing.
     d.title = "Other".into();
@@ -855,6 +859,10 @@ async fn trash_place_and_delete_documents(store: SqlStore) {
         .unwrap();
     let trashed = store.document(d.id).await.unwrap().unwrap();
     assert_eq!(trashed.deleted_at, Some(at));
+    assert_eq!(
+        store.document_summary(d.id).await.unwrap(),
+        Some(trashed.summary())
+    );
 
     store
         .commit(
@@ -865,6 +873,7 @@ async fn trash_place_and_delete_documents(store: SqlStore) {
         .await
         .unwrap();
     assert_eq!(store.document(d.id).await.unwrap(), None);
+    assert_eq!(store.document_summary(d.id).await.unwrap(), None);
     // Versions go with the document.
     assert_eq!(store.version(d.id, Version(1)).await.unwrap(), None);
     for write in [

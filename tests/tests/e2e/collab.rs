@@ -647,9 +647,10 @@ async fn clients_on_two_instances_converge() {
     twins.stop().await;
 }
 
-/// Access lost through the workspace's pokes, not the periodic re-check (an hour here): a
-/// removed member's socket and a demoted editor's close with 4403 within seconds; another
-/// editor's socket and a commenter's demoted to viewer (still reading) stay open. In process:
+/// Access lost through the workspace's access pokes, not the periodic re-check (an hour here): a
+/// removed member's socket, a demoted editor's and a socket on a document moved to the trash
+/// close with 4403 within seconds; another editor's socket and a commenter's demoted to viewer
+/// (still reading) stay open. In process:
 /// with Redis, five logins here would share the per-address login limit with every other test
 /// process on that Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -671,8 +672,10 @@ async fn sockets_close_on_the_workspace_poke_when_access_is_lost() {
             app.add_member(&owner, &ws, &member, role).await;
             members.push((name, member));
         }
+        let trashed = app.document(&owner, &ws, "To the trash", "y").await;
+        let trashed = trashed["id"].as_str().expect("id").to_owned();
         let base = ws_url(&app);
-        let targets: serde_json::Map<String, Value> = members
+        let mut targets: serde_json::Map<String, Value> = members
             .iter()
             .map(|(name, m)| {
                 (
@@ -681,13 +684,17 @@ async fn sockets_close_on_the_workspace_poke_when_access_is_lost() {
                 )
             })
             .collect();
+        let member = |name: &str| &members.iter().find(|(n, _)| *n == name).unwrap().1;
+        targets.insert(
+            "trashed".to_owned(),
+            json!(format!("{base}/{trashed}?token={}", member("stays").token)),
+        );
         let mut sockets = Scenario::start(
             "watch",
-            json!({"targets": targets, "closing": ["removed", "demoted"], "waitSecs": 15,
-                   "settleMs": 1500, "timeoutSecs": 60}),
+            json!({"targets": targets, "closing": ["removed", "demoted", "trashed"],
+                   "waitSecs": 15, "settleMs": 1500, "timeoutSecs": 60}),
         );
         sockets.ready().await;
-        let member = |name: &str| &members.iter().find(|(n, _)| *n == name).unwrap().1;
         let path = |name: &str| format!("/workspaces/{ws}/members/{}", member(name).id);
         let (status, body) = app
             .call(&owner, Method::DELETE, &path("removed"), None)
@@ -704,11 +711,22 @@ async fn sockets_close_on_the_workspace_poke_when_access_is_lost() {
                 .await;
             assert!(status.is_success(), "demote {name}: {status} {body}");
         }
+        let (status, body) = app
+            .call(
+                &owner,
+                Method::DELETE,
+                &format!("/documents/{trashed}"),
+                None,
+            )
+            .await;
+        assert!(status.is_success(), "trash: {status} {body}");
         let r = sockets.result().await;
         assert_eq!(r["codes"]["removed"], 4403, "{r}");
         assert_eq!(r["reasons"]["removed"], "access revoked", "{r}");
         assert_eq!(r["codes"]["demoted"], 4403, "{r}");
         assert_eq!(r["reasons"]["demoted"], "no longer allowed to edit", "{r}");
+        assert_eq!(r["codes"]["trashed"], 4403, "{r}");
+        assert_eq!(r["reasons"]["trashed"], "access revoked", "{r}");
         assert_eq!(r["codes"]["stays"], Value::Null, "{r}");
         assert_eq!(r["codes"]["commenter"], Value::Null, "{r}");
     })

@@ -17,4 +17,5 @@ mod ops;
 mod redis;
 mod roles;
 mod sync;
+mod websocket;
 mod workspaces;

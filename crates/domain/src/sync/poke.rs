@@ -1,5 +1,7 @@
 //! Pokes: "workspace W advanced to seq S", published after every commit on every instance
 //! (through the [`Fanout`] port), and the per-caller stream the `/sync/events` endpoint serves.
+//! Commits that can change access also poke the workspace's access topic, which live sockets
+//! follow.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -29,7 +31,9 @@ pub struct Poke {
 pub type PokeStream = Pin<Box<dyn Stream<Item = Poke> + Send>>;
 
 /// Publishes a poke for every workspace a commit advanced, and one on each affected user's topic
-/// for membership writes and document grants. Wraps the unit of work once, so every write path
+/// for membership writes and document grants. When a write of the commit can change access
+/// ([`Write::may_change_access`]), each of those workspaces is also poked on its access topic
+/// ([`topics::access`]). Wraps the unit of work once, so every write path
 /// pokes. Publishing is best effort: the commit has happened, and clients that miss a poke catch
 /// up on their next pull.
 ///
@@ -142,7 +146,15 @@ impl UnitOfWork for PokingUnitOfWork {
                 _ => None,
             })
             .collect();
+        let access = batch.writes.iter().any(Write::may_change_access);
         let committed = self.inner.commit(batch).await?;
+        let seq_of = |workspace_id: WorkspaceId| {
+            committed
+                .heads
+                .iter()
+                .find(|(ws, _)| *ws == workspace_id)
+                .map_or(0, |(_, seq)| *seq)
+        };
         for (workspace_id, seq) in &committed.heads {
             let poke = Poke {
                 workspace_id: *workspace_id,
@@ -150,14 +162,30 @@ impl UnitOfWork for PokingUnitOfWork {
             };
             self.publish(topics::workspace(*workspace_id), poke).await;
         }
+        if access {
+            // Every workspace the commit advanced, and those its membership and grant writes
+            // name even if it advanced none of them.
+            let mut workspaces: Vec<WorkspaceId> =
+                committed.heads.iter().map(|(ws, _)| *ws).collect();
+            for (_, ws) in &members {
+                if !workspaces.contains(ws) {
+                    workspaces.push(*ws);
+                }
+            }
+            for workspace_id in workspaces {
+                let poke = Poke {
+                    workspace_id,
+                    seq: seq_of(workspace_id),
+                };
+                self.publish(topics::access(workspace_id), poke).await;
+            }
+        }
         for (user, workspace_id) in members {
-            let seq = committed
-                .heads
-                .iter()
-                .find(|(ws, _)| *ws == workspace_id)
-                .map_or(0, |(_, seq)| *seq);
-            self.publish(topics::user(user), Poke { workspace_id, seq })
-                .await;
+            let poke = Poke {
+                workspace_id,
+                seq: seq_of(workspace_id),
+            };
+            self.publish(topics::user(user), poke).await;
         }
         Ok(committed)
     }

@@ -1353,7 +1353,92 @@ async fn commits_poke_every_advanced_workspace_and_the_members_they_touch() {
     };
     assert_eq!(
         *published.lock().unwrap(),
-        [(topics::workspace(ws), poke), (topics::user(user), poke)]
+        [
+            (topics::workspace(ws), poke),
+            (topics::access(ws), poke),
+            (topics::user(user), poke)
+        ]
+    );
+}
+
+/// The topics `batch` pokes when committed at `heads`.
+async fn topics_poked(heads: Vec<(WorkspaceId, i64)>, batch: WriteBatch) -> Vec<String> {
+    let mut inner = MockUnitOfWork::new();
+    inner.expect_commit().returning(move |_| {
+        Ok(Committed {
+            heads: heads.clone(),
+        })
+    });
+    let published = Arc::new(Mutex::new(Vec::new()));
+    let mut fanout = MockFanout::new();
+    let log = published.clone();
+    fanout.expect_publish().returning(move |topic, _| {
+        log.lock().unwrap().push(topic.to_owned());
+        Ok(())
+    });
+    let poking = PokingUnitOfWork::new(Arc::new(inner), Arc::new(fanout));
+    crate::feed::UnitOfWork::commit(&poking, batch)
+        .await
+        .unwrap();
+    published.lock().unwrap().clone()
+}
+
+/// Live sockets follow the access topic: content saves (the bulk of the commits while people
+/// edit) do not poke it; trashing, deleting, membership and grant writes do, for every
+/// workspace the commit advanced and every workspace such a write names.
+#[tokio::test]
+async fn only_commits_that_can_change_access_poke_the_access_topic() {
+    let (ws, other) = (WorkspaceId::new(), WorkspaceId::new());
+    let user = UserId::new();
+    let saved = Document {
+        workspace_id: ws,
+        ..doc("x", 2)
+    };
+    let doc = saved.id;
+    let save = WriteBatch::by(user)
+        .write(Write::SaveDocument {
+            document: saved,
+            expected: Version(1),
+        })
+        .change(Change::upsert(ws, EntityType::Document, doc.0));
+    assert_eq!(
+        topics_poked(vec![(ws, 5)], save).await,
+        [topics::workspace(ws)]
+    );
+
+    let trash = WriteBatch::by(user)
+        .write(Write::TrashDocument {
+            id: doc,
+            deleted_at: Some(now()),
+            updated_by: user,
+            updated_at: now(),
+        })
+        .change(Change::upsert(ws, EntityType::Document, doc.0));
+    assert_eq!(
+        topics_poked(vec![(ws, 6)], trash).await,
+        [topics::workspace(ws), topics::access(ws)]
+    );
+
+    let delete = WriteBatch::by(user).write(Write::DeleteDocument { id: doc });
+    assert_eq!(
+        topics_poked(vec![(ws, 7)], delete).await,
+        [topics::workspace(ws), topics::access(ws)]
+    );
+
+    // A removal whose commit advanced another workspace's feed only still pokes its own.
+    let removal = WriteBatch::by(user).write(Write::RemoveMember {
+        workspace_id: other,
+        user_id: user,
+        expected: Role::Viewer,
+    });
+    assert_eq!(
+        topics_poked(vec![(ws, 8)], removal).await,
+        [
+            topics::workspace(ws),
+            topics::access(ws),
+            topics::access(other),
+            topics::user(user)
+        ]
     );
 }
 

@@ -1,17 +1,19 @@
 //! Live sockets grouped by workspace, re-checked when their workspace is poked.
 //!
-//! Removing a member or changing a role is a commit, and every commit pokes its workspace's topic
-//! on the fan-out (Redis when instances share one, so a change made through any instance reaches
-//! sockets on every instance). While an instance has sockets in a workspace it subscribes to that
-//! workspace's topic (once, however many sockets); a poke starts a round that asks
-//! [`CollabService::join`] again for every distinct user and document with a socket there, and
-//! closes the sockets that lost access (see [`super::lost_access`]). A round also runs each time
-//! the subscription starts, for changes committed before it was live.
+//! Removing a member, changing a role, trashing or deleting a document is a commit, and every
+//! commit with a write that can change access pokes its workspace's access topic
+//! ([`topics::access`]) on the fan-out (Redis when instances share one, so a change made through
+//! any instance reaches sockets on every instance). Content saves, the bulk of the commits while
+//! people edit, do not. While an instance has sockets in a workspace it subscribes to that topic
+//! (once, however many sockets); a poke starts a round that asks [`CollabService::join`] again
+//! for every distinct user and document with a socket there, and closes the sockets that lost
+//! access (see [`super::lost_access`]). A round also runs each time the subscription starts, for
+//! changes committed before it was live.
 //!
 //! Rounds are throttled per workspace: a poke starts one at once, and the pokes that come during
-//! it or within [`MIN_ROUND_INTERVAL`] of its start are folded into one round after that. Pokes
-//! also come from every save in the workspace, so a busy workspace costs at most one access
-//! check per user and document with a socket per interval.
+//! it or within [`MIN_ROUND_INTERVAL`] of its start are folded into one round after that, so a
+//! burst of membership changes costs at most one access check per user and document with a
+//! socket per interval.
 //!
 //! A change can land between a socket's access check and its registration here, so that the
 //! round it poked does not include the socket yet. Every poke seen bumps an epoch: a socket reads
@@ -222,7 +224,7 @@ fn scope_key(scope: Scope) -> u8 {
 
 /// Follows the workspace's pokes until aborted (when its last socket leaves).
 async fn follow(inner: Arc<Inner>, workspace: WorkspaceId) {
-    let topic = topics::workspace(workspace);
+    let topic = topics::access(workspace);
     loop {
         let mut pokes = match inner.fanout.subscribe(&topic).await {
             Ok(s) => s,
@@ -253,7 +255,9 @@ mod tests {
     use super::*;
     use chrono::Utc;
     use mdcreator_domain::access::Access;
-    use mdcreator_domain::documents::{Document, MockDocumentGrants, MockDocumentRepository};
+    use mdcreator_domain::documents::{
+        DocumentSummary, MockDocumentGrants, MockDocumentRepository,
+    };
     use mdcreator_domain::feed::MockUnitOfWork;
     use mdcreator_domain::members::MockMembershipRepository;
     use mdcreator_domain::ports::MockClock;
@@ -264,13 +268,12 @@ mod tests {
     /// A service in which `member` is an editor of `workspace` and nobody else is a member.
     fn service(workspace: WorkspaceId, member: UserId) -> CollabService {
         let mut documents = MockDocumentRepository::new();
-        documents.expect_document().returning(move |id| {
-            Ok(Some(Document {
+        documents.expect_document_summary().returning(move |id| {
+            Ok(Some(DocumentSummary {
                 id,
                 workspace_id: workspace,
                 folder_id: None,
                 title: "t".into(),
-                content: String::new(),
                 content_hash: ContentHash::of(""),
                 version: Version(1),
                 position: 0.0,
@@ -332,7 +335,7 @@ mod tests {
         let admitted_at = watch.epoch();
         // ...then the removal pokes the workspace, and the round runs before it registers.
         fanout
-            .publish(&topics::workspace(workspace), b"poke".to_vec())
+            .publish(&topics::access(workspace), b"poke".to_vec())
             .await
             .unwrap();
         epoch_moves_from(&watch, admitted_at, "the poke is seen").await;
