@@ -36,6 +36,17 @@ fn client_frame(payload: &[u8]) -> Vec<u8> {
     frame
 }
 
+/// Appends what the server sends next to `buf`; `what` is awaited (for the failure message).
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>, what: &str) {
+    let mut chunk = [0u8; 4096];
+    let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+        .await
+        .unwrap_or_else(|_| panic!("{what} in time"))
+        .expect("read");
+    assert!(n > 0, "closed before {what}: {buf:?}");
+    buf.extend_from_slice(&chunk[..n]);
+}
+
 /// Reads until `buf` holds the head of the response; the head and what came after it.
 async fn response_head(stream: &mut TcpStream) -> (String, Vec<u8>) {
     let mut buf = Vec::new();
@@ -44,13 +55,7 @@ async fn response_head(stream: &mut TcpStream) -> (String, Vec<u8>) {
             let rest = buf.split_off(end + 4);
             return (String::from_utf8_lossy(&buf).into_owned(), rest);
         }
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
-            .await
-            .expect("the response head in time")
-            .expect("read");
-        assert!(n > 0, "closed before a response head: {buf:?}");
-        buf.extend_from_slice(&chunk[..n]);
+        read_more(stream, &mut buf, "a response head").await;
     }
 }
 
@@ -75,13 +80,7 @@ async fn server_frame(stream: &mut TcpStream, buf: &mut Vec<u8>) -> (u8, Vec<u8>
                 return (opcode, payload);
             }
         }
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
-            .await
-            .expect("a frame in time")
-            .expect("read");
-        assert!(n > 0, "closed before the frame");
-        buf.extend_from_slice(&chunk[..n]);
+        read_more(stream, buf, "a frame").await;
     }
 }
 
