@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::StreamExt;
+use futures::channel::mpsc as client_queue;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -36,7 +38,8 @@ pub struct HubSettings {
     pub messages_per_sec: u32,
     /// …and in a burst.
     pub message_burst: u32,
-    /// Messages queued for a client before it counts as too slow and is dropped.
+    /// Messages queued for a client before it counts as too slow and is dropped. The queue holds
+    /// only what is queued (an idle client's is empty), not this many slots.
     pub outbound_queue: usize,
     /// Presence entries live this long unless renewed.
     pub presence_ttl: Duration,
@@ -207,7 +210,7 @@ impl Hub {
                 return Err(JoinError::ShuttingDown);
             }
             let handle = self.room(document);
-            let (out_tx, out_rx) = mpsc::channel(self.inner.settings.outbound_queue);
+            let (out_tx, out_rx) = client_queue::channel(self.inner.settings.outbound_queue);
             let (ack_tx, ack_rx) = oneshot::channel();
             let join = RoomMsg::Join {
                 conn: id,
@@ -372,7 +375,7 @@ pub struct Connection {
     id: u64,
     document: DocumentId,
     room: mpsc::UnboundedSender<RoomMsg>,
-    outbound: mpsc::Receiver<Outbound>,
+    outbound: client_queue::Receiver<Outbound>,
     bucket: TokenBucket,
     max_message_bytes: usize,
 }
@@ -415,7 +418,7 @@ impl Connection {
     /// The next message for the client; `None` when the room dropped this connection (too slow
     /// or closed).
     pub async fn next(&mut self) -> Option<Outbound> {
-        self.outbound.recv().await
+        self.outbound.next().await
     }
 
     /// A message already queued for the client, without waiting.

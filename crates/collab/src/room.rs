@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
+use futures::channel::mpsc as client_queue;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
@@ -35,7 +36,7 @@ pub(crate) enum RoomMsg {
     Join {
         conn: ConnId,
         peer: Peer,
-        tx: mpsc::Sender<Outbound>,
+        tx: client_queue::Sender<Outbound>,
         /// `true` once registered and greeted; `false` when the room cannot load.
         ack: oneshot::Sender<bool>,
     },
@@ -86,7 +87,7 @@ pub(crate) fn spawn(
 }
 
 struct Conn {
-    tx: mpsc::Sender<Outbound>,
+    tx: client_queue::Sender<Outbound>,
     peer: Peer,
     since: chrono::DateTime<chrono::Utc>,
 }
@@ -354,7 +355,7 @@ impl Room {
         &mut self,
         conn: ConnId,
         peer: Peer,
-        tx: mpsc::Sender<Outbound>,
+        mut tx: client_queue::Sender<Outbound>,
         ack: oneshot::Sender<bool>,
     ) {
         let step1 =
@@ -908,7 +909,7 @@ impl Room {
     }
 
     fn send(&mut self, conn: ConnId, msg: Bytes) {
-        let full = match self.conns.get(&conn) {
+        let full = match self.conns.get_mut(&conn) {
             Some(c) => c.tx.try_send(Outbound::Binary(msg)).is_err(),
             None => false,
         };
@@ -919,7 +920,7 @@ impl Room {
 
     fn broadcast(&mut self, msg: Bytes, except: Option<ConnId>) {
         let mut slow = Vec::new();
-        for (id, c) in &self.conns {
+        for (id, c) in &mut self.conns {
             if Some(*id) != except && c.tx.try_send(Outbound::Binary(msg.clone())).is_err() {
                 slow.push(*id);
             }
@@ -936,7 +937,7 @@ impl Room {
     }
 
     fn close(&mut self, conn: ConnId, code: CloseCode, reason: &str) {
-        if let Some(c) = self.conns.get(&conn) {
+        if let Some(c) = self.conns.get_mut(&conn) {
             let _ = c.tx.try_send(Outbound::Close(code, reason.to_owned()));
         }
         self.leave(conn);

@@ -1,5 +1,6 @@
-//! Collaboration over HTTP: the WebSocket endpoint (actix-ws) in front of the collaboration hub,
-//! single-use connection tickets, and the presence list.
+//! Collaboration over HTTP: the WebSocket endpoint in front of the collaboration hub, single-use
+//! connection tickets, and the presence list. A socket runs inside its response body, on its
+//! connection's task (see [`socket`]).
 //!
 //! A live socket loses its access as soon as the workspace says so: every socket is registered
 //! with the [`AccessWatch`], which re-checks a workspace's sockets when that workspace is poked
@@ -15,15 +16,19 @@
 //! socket).
 
 mod access_watch;
+mod socket;
 
+use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use actix_http::ws::Message;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
-use actix_ws::{AggregatedMessage, CloseReason, ProtocolError};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 use mdcreator_collab::{Close, CloseCode, Connection, Hub, JoinError, Outbound, Peer};
 use mdcreator_domain::collab::tickets::{self, TICKET_TTL, Ticket, TicketError, TicketStore};
@@ -32,6 +37,7 @@ use mdcreator_domain::identity::AuthError;
 use mdcreator_domain::{Caller, DocumentId};
 
 pub use self::access_watch::AccessWatch;
+use self::socket::{Inbound, Incoming, Outgoing, SocketBody};
 use crate::extract::Authenticated;
 use crate::problem::ApiError;
 use crate::routes::parse_id;
@@ -237,19 +243,16 @@ struct SocketQuery {
 }
 
 /// The upgrade is always accepted; refusals are close codes (browsers cannot read the status of
-/// a failed upgrade, but they can read a close code).
+/// a failed upgrade, but they can read a close code). The socket then lives in the response
+/// body (see the `socket` module).
 async fn socket(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Payload,
     path: web::Path<Vec<String>>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let mut response = actix_http::ws::handshake(req.head())?;
     let max = state.collab.hub.settings().max_message_bytes;
-    let stream = stream
-        .max_frame_size(max)
-        .aggregate_continuations()
-        .max_continuation_size(max);
     let query: SocketQuery = serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
     let request = SocketRequest {
         segments: path.into_inner(),
@@ -260,8 +263,13 @@ async fn socket(
         bearer: crate::extract::bearer_token(&req).ok(),
         query,
     };
-    actix_web::rt::spawn(serve(state.into_inner(), request, session, stream));
-    Ok(response)
+    let incoming = Incoming::new(body.into_inner(), max);
+    let out = Rc::new(Outgoing::default());
+    let driver = serve(state.into_inner(), request, incoming, out.clone());
+    Ok(
+        HttpResponse::from(response.message_body(SocketBody::new(driver, out))?)
+            .map_into_boxed_body(),
+    )
 }
 
 struct SocketRequest {
@@ -276,25 +284,28 @@ struct Admitted {
     document: DocumentId,
     caller: Caller,
     display_name: String,
-    /// The bearer to re-verify periodically.
-    token: String,
+    /// An opaque bearer (an API token, which can be revoked) to verify again periodically.
+    /// JWTs are not kept: their signature and claims cannot change, and their expiry is a timer.
+    revocable_token: Option<String>,
     expires_at: Option<DateTime<Utc>>,
     access: LiveAccess,
     /// The access watch's epoch before the access check (see `AccessWatch::register`).
     epoch: u64,
 }
 
+/// The socket's whole life, run by its response body. Admission and joining, which are short
+/// and large, are boxed so that an open socket's state stays small.
 async fn serve(
     state: Arc<AppState>,
     request: SocketRequest,
-    session: actix_ws::Session,
-    stream: actix_ws::AggregatedMessageStream,
+    mut incoming: Incoming,
+    out: Rc<Outgoing>,
 ) {
-    let admitted = match admit(&state, request).await {
+    let admitted = match Box::pin(admit(&state, request)).await {
         Ok(a) => a,
         Err(close) => {
             tracing::info!(code = close.code.code(), reason = %close.reason, "refused a collaboration socket");
-            close_with(session, close).await;
+            out.close(&close);
             return;
         }
     };
@@ -303,21 +314,20 @@ async fn serve(
         display_name: admitted.display_name.clone(),
         writable: admitted.access.writable,
     };
-    let connection = match state.collab.hub.connect(admitted.document, peer).await {
+    let connection = match Box::pin(state.collab.hub.connect(admitted.document, peer)).await {
         Ok(c) => c,
         Err(e) => {
             let code = match e {
                 JoinError::ShuttingDown => CloseCode::GoingAway,
                 JoinError::Unavailable => CloseCode::Internal,
             };
-            close_with(session, Close::new(code, e.to_string())).await;
+            out.close(&Close::new(code, e.to_string()));
             return;
         }
     };
     tracing::debug!(document = %admitted.document, user = %admitted.caller.user_id, writable = admitted.access.writable, "collaboration socket open");
-    let close = pump(&state, &admitted, connection, session.clone(), stream).await;
-    if let Some(close) = close {
-        close_with(session, close).await;
+    if let Some(close) = pump(&state, &admitted, connection, &mut incoming, &out).await {
+        out.close(&close);
     }
 }
 
@@ -392,7 +402,7 @@ async fn admit(state: &AppState, request: SocketRequest) -> Result<Admitted, Clo
         document,
         caller,
         display_name,
-        token,
+        revocable_token: expires_at.is_none().then_some(token),
         expires_at,
         access,
         epoch,
@@ -404,13 +414,17 @@ async fn pump(
     state: &AppState,
     admitted: &Admitted,
     mut connection: Connection,
-    mut session: actix_ws::Session,
-    mut stream: actix_ws::AggregatedMessageStream,
+    incoming: &mut Incoming,
+    out: &Outgoing,
 ) -> Option<Close> {
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    let start = Instant::now();
     let every = state.collab.recheck_every;
-    let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    let mut last_pong = Instant::now();
+    let mut next_ping = start + PING_EVERY;
+    let mut next_recheck = start + every;
+    let expires = admitted
+        .expires_at
+        .map(|at| start + (at - Utc::now()).to_std().unwrap_or_default());
+    let mut last_pong = start;
     let mut watched = state.collab.watch.register(
         admitted.access.workspace_id,
         admitted.caller,
@@ -418,91 +432,89 @@ async fn pump(
         admitted.access.writable,
         admitted.epoch,
     );
-    let expiry = async {
-        match admitted.expires_at {
-            Some(at) => {
-                let left = (at - Utc::now()).to_std().unwrap_or_default();
-                tokio::time::sleep(left).await
-            }
-            None => std::future::pending().await,
-        }
+    // One timer for pings, re-checks and the token's expiry: whichever is due first.
+    let due = |next_ping: Instant, next_recheck: Instant| {
+        let next = next_ping.min(next_recheck);
+        expires.map_or(next, |e| next.min(e))
     };
-    tokio::pin!(expiry);
+    let timer = tokio::time::sleep_until(due(next_ping, next_recheck));
+    tokio::pin!(timer);
     loop {
         tokio::select! {
-            message = stream.recv() => match message {
-                Some(Ok(AggregatedMessage::Binary(bytes))) => {
+            message = incoming.next() => match message {
+                Some(Ok(Inbound::Binary(bytes))) => {
                     if let Err(close) = connection.receive(bytes) {
                         return Some(close);
                     }
                 }
-                Some(Ok(AggregatedMessage::Text(_))) => {
+                Some(Ok(Inbound::Text)) => {
                     return Some(Close::new(CloseCode::BadMessage, "binary messages only"));
                 }
-                Some(Ok(AggregatedMessage::Ping(p))) => {
-                    if session.pong(&p).await.is_err() {
-                        return None;
-                    }
-                }
-                Some(Ok(AggregatedMessage::Pong(_))) => last_pong = Instant::now(),
-                Some(Ok(AggregatedMessage::Close(_))) | None => {
-                    let _ = session.close(None).await;
+                Some(Ok(Inbound::Ping(payload))) => out.send(Message::Pong(payload)),
+                Some(Ok(Inbound::Pong)) => last_pong = Instant::now(),
+                Some(Ok(Inbound::Close)) => {
+                    out.send(Message::Close(None));
                     return None;
                 }
-                Some(Err(ProtocolError::Overflow)) => {
-                    return Some(Close::new(CloseCode::TooLarge, "message too large"));
-                }
-                Some(Err(e)) => return Some(Close::new(CloseCode::BadMessage, e.to_string())),
+                Some(Err(close)) => return Some(close),
+                None => return None,
             },
-            out = connection.next() => {
+            first = connection.next() => {
                 // What queued meanwhile goes out in the same turn, not one message per wake-up.
-                let mut out = out;
+                let mut next = first;
                 for _ in 0..OUTBOUND_BATCH {
-                    match out {
-                        Some(Outbound::Binary(bytes)) => {
-                            if session.binary(bytes).await.is_err() {
-                                return None;
-                            }
-                        }
+                    match next {
+                        Some(Outbound::Binary(bytes)) => out.send(Message::Binary(bytes)),
                         Some(Outbound::Close(code, reason)) => {
                             return Some(Close::new(code, reason));
                         }
                         None => return Some(Close::new(CloseCode::TooSlow, "too slow to keep up")),
                     }
-                    match connection.try_next() {
-                        Some(next) => out = Some(next),
+                    next = match connection.try_next() {
+                        Some(n) => Some(n),
                         None => break,
+                    };
+                }
+            }
+            () = &mut timer => {
+                let now = Instant::now();
+                if expires.is_some_and(|e| now >= e) {
+                    return Some(Close::new(CloseCode::Unauthorized, "token expired"));
+                }
+                if now >= next_ping {
+                    if now.duration_since(last_pong) > PONG_TIMEOUT {
+                        tracing::info!(document = %admitted.document, "no pong for 60 s; closing");
+                        return None;
                     }
+                    out.send(Message::Ping(Bytes::new()));
+                    next_ping = now + PING_EVERY;
                 }
-            }
-            _ = ping.tick() => {
-                if last_pong.elapsed() > PONG_TIMEOUT {
-                    tracing::info!(document = %admitted.document, "no pong for 60 s; closing");
-                    return None;
+                if now >= next_recheck {
+                    if let Err(close) = Box::pin(recheck_access(state, admitted)).await {
+                        return Some(close);
+                    }
+                    next_recheck = Instant::now() + every;
                 }
-                if session.ping(b"").await.is_err() {
-                    return None;
-                }
-            }
-            _ = recheck.tick() => {
-                if let Err(close) = recheck_access(state, admitted).await {
-                    return Some(close);
-                }
+                timer.as_mut().reset(due(next_ping, next_recheck));
             }
             close = watched.revoked() => return Some(close),
-            _ = &mut expiry => return Some(Close::new(CloseCode::Unauthorized, "token expired")),
         }
+        // What this turn sent is written before the next turn: a slow client holds its socket
+        // back (its room drops it once its queue is full), not this socket's memory.
+        out.sent().await;
     }
 }
 
 /// The token still verifies (API tokens can be revoked), the user is still a member, and a
 /// writer is still allowed to write.
 async fn recheck_access(state: &AppState, admitted: &Admitted) -> Result<(), Close> {
-    match state.auth.authenticate(&admitted.token).await {
-        Ok(_) => {}
-        Err(AuthError::Token(mdcreator_domain::identity::TokenError::Unavailable(_))) => {}
-        Err(e @ AuthError::Token(_)) => return Err(auth_close(e)),
-        Err(_) => {}
+    if let Some(token) = &admitted.revocable_token {
+        match state.auth.authenticate(token).await {
+            Ok(_) => {}
+            Err(AuthError::Token(mdcreator_domain::identity::TokenError::Unavailable(_))) => {}
+            Err(e @ AuthError::Token(_)) => return Err(auth_close(e)),
+            Err(_) => {}
+        }
     }
     let now = state
         .collab
@@ -539,14 +551,6 @@ fn auth_close(e: AuthError) -> Close {
         AuthError::Token(t) => Close::new(CloseCode::Unauthorized, t.code()),
         _ => Close::new(CloseCode::Unauthorized, "authentication failed"),
     }
-}
-
-async fn close_with(session: actix_ws::Session, close: Close) {
-    let reason = CloseReason {
-        code: actix_ws::CloseCode::Other(close.code.code()),
-        description: Some(close.reason.chars().take(100).collect()),
-    };
-    let _ = session.close(Some(reason)).await;
 }
 
 /// The `exp` of a JWT (already verified by the caller); `None` for opaque API tokens.
