@@ -29,7 +29,7 @@ use actix_web::dev::{AppConfig, Server, ServiceResponse};
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use futures::Stream;
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 
@@ -48,6 +48,10 @@ const WRITE_BATCH: usize = 64 * 1024;
 const LINGER: Duration = Duration::from_secs(5);
 /// Bytes read from a WebSocket per read.
 const READ_CHUNK: usize = 16 * 1024;
+/// A write that takes longer ends the connection. A client that stops reading while its send
+/// buffer is full would otherwise hold its connection (and whatever its socket has queued) for as
+/// long as its TCP stack answers, since the response body is only polled between writes.
+const WRITE_STALL: Duration = Duration::from_secs(60);
 
 thread_local! {
     /// One read buffer per worker thread, lent to a socket for one read at a time.
@@ -192,12 +196,12 @@ where
                     _ => break,
                 }
             }
-            write.write_all(&out).await?;
+            write_all_within(&mut write, &out, WRITE_STALL).await?;
             // Not kept between writes: an idle socket holds no buffer.
             out = BytesMut::new();
         }
         codec.encode(Message::Chunk(None), &mut out)?;
-        write.write_all(&out).await?;
+        write_all_within(&mut write, &out, WRITE_STALL).await?;
         write.shutdown().await
     };
     if let Err(e) = written.await {
@@ -216,6 +220,21 @@ where
         }
     });
     let _ = tokio::time::timeout(LINGER, drained).await;
+}
+
+/// Writes all of `bytes`, or fails with `TimedOut` when that takes longer than `limit`.
+async fn write_all_within<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    bytes: &[u8],
+    limit: Duration,
+) -> std::io::Result<()> {
+    match tokio::time::timeout(limit, write.write_all(bytes)).await {
+        Ok(written) => written,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client took nothing for too long",
+        )),
+    }
 }
 
 /// One read from the socket into this thread's scratch buffer; the bytes read, empty at the end.
@@ -252,5 +271,34 @@ impl Stream for SocketBody {
             Ok(bytes) => Poll::Ready(Some(Ok(bytes))),
             Err(e) => Poll::Ready(Some(Err(PayloadError::Io(e)))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_the_client_does_not_take_fails_after_the_limit() {
+        let limit = Duration::from_secs(60);
+        // A client that reads: everything is written.
+        let (mut ours, mut theirs) = tokio::io::duplex(16);
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            theirs.read_to_end(&mut got).await.map(|_| got.len())
+        });
+        write_all_within(&mut ours, &[7; 64], limit).await.unwrap();
+        drop(ours);
+        assert_eq!(reader.await.unwrap().unwrap(), 64);
+        // A client that reads nothing: the write gives up once the limit has passed, not before.
+        let (mut ours, _theirs) = tokio::io::duplex(16);
+        let started = tokio::time::Instant::now();
+        let err = write_all_within(&mut ours, &[7; 64], limit)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), limit);
     }
 }
