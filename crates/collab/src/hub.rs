@@ -481,7 +481,11 @@ mod tests {
     /// update was applied, as a yrs bug would leave it) closes that connection with 1007 and
     /// reloads the room from storage: the half-applied edit reaches neither the other clients
     /// nor storage nor anyone joining later, and the room goes on serving everybody else.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    ///
+    /// On one thread, so that what the test queues behind the poison is in the room's queue
+    /// before the room runs: B's sync step 1 lands in the same batch as the poison, and must be
+    /// answered from the reloaded document.
+    #[tokio::test(flavor = "current_thread")]
     async fn a_panic_in_yrs_reloads_the_room_from_storage_and_spares_the_others() {
         use yrs::sync::{Message, SyncMessage};
         use yrs::updates::decoder::Decode;
@@ -553,6 +557,7 @@ mod tests {
         let (poison, frame) = edit(&doc_a, 0, "POISON ");
         ydoc::test_panics::poison(&poison);
         a.receive(frame).unwrap();
+        b.receive(sync(&doc_b)).unwrap();
         match until(&mut a, &doc_a, |_| false).await {
             Some(Outbound::Close(code, _)) => assert_eq!(code, CloseCode::BadMessage),
             other => panic!("the panicking connection must be closed, got {other:?}"),

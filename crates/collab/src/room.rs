@@ -273,7 +273,10 @@ impl Room {
                         return;
                     }
                     let mut n = 1;
-                    while n < BATCH {
+                    // A panic in yrs ends the batch: what is queued behind it (a join, a sync
+                    // step 1) must be answered from the reloaded document, not the half-applied
+                    // one.
+                    while n < BATCH && !self.reload_due {
                         let Ok(msg) = self.rx.try_recv() else { break };
                         if self.handle(msg).await.is_break() {
                             return;
