@@ -229,7 +229,7 @@ async fn racing_compactions_and_appends_lose_nothing() {
 
 /// A compaction checks that the rows it read are still there by id, so an id must never come
 /// back within a document, not even after a compaction deleted every row (SQLite counts ids per
-/// document, see `SQLITE_APPEND`).
+/// document, see `SQLITE_LAST_ID`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ids_never_come_back_after_a_compaction() {
     both(|store: SqlStore| async move {
@@ -271,6 +271,33 @@ async fn sqlite_pool_appends_count_ids_like_the_appender() {
         assert_eq!(
             stored.updates.iter().map(|u| u.0).collect::<Vec<_>>(),
             [first + 1, first + 2]
+        );
+    })
+    .await;
+}
+
+/// The appender remembers each document's last id between its own appends; an append by any
+/// other connection in between (here, through a pool-only store on the same file) must be seen,
+/// or the next id would collide with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_appender_sees_appends_by_other_connections() {
+    on_sqlite_at(|store: SqlStore, url: String| async move {
+        let doc = seeded(&store).await;
+        let first = store.append(doc, vec![vec![1]]).await.unwrap();
+        let pool = SqlStore::from_connection(sea_orm::Database::connect(&url).await.unwrap());
+        assert_eq!(pool.append(doc, vec![vec![2]]).await.unwrap(), first + 1);
+        assert_eq!(store.append(doc, vec![vec![3]]).await.unwrap(), first + 2);
+        assert_eq!(store.append(doc, vec![vec![4]]).await.unwrap(), first + 3);
+        assert_eq!(pool.append(doc, vec![vec![5]]).await.unwrap(), first + 4);
+        assert_eq!(
+            store.append(doc, vec![vec![6], vec![7]]).await.unwrap(),
+            first + 6
+        );
+        let stored = store.load(doc).await.unwrap().unwrap();
+        assert_eq!(bytes(&stored), (vec![], vec![1, 2, 3, 4, 5, 6, 7]));
+        assert_eq!(
+            stored.updates.iter().map(|u| u.0).collect::<Vec<_>>(),
+            (first..=first + 6).collect::<Vec<_>>()
         );
     })
     .await;
