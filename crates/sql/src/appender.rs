@@ -140,7 +140,8 @@ impl Appender {
         }
         conn.prepare_cached("COMMIT")?.execute([])?;
         std::mem::forget(open);
-        *seen = Some(data_version(conn)?);
+        // Committed: from here on nothing may fail (`None` forgets the ids at the next append).
+        *seen = data_version(conn).ok();
         if last_ids.len() >= REMEMBERED_DOCUMENTS {
             last_ids.clear();
         }
