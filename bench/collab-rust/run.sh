@@ -41,6 +41,8 @@ run_one() {
     # Saturation ladders use fresh rooms per step: rooms × (max steps 12 + refine 3) documents.
     d) rooms=750; args="--mode saturate --rooms 50 --clients 4 --workers 2" ;;
     e) rooms=75;  args="--mode saturate --rooms 5 --clients 20 --workers 2" ;;
+    # d's shape at one fixed rate (RATE ops/s per client; 16 = 3,200 ops/s), for profiles.
+    f) rooms=50;  args="--mode load --rooms 50 --clients 4 --rate ${RATE:-16} --duration 30" ;;
     *) echo "unknown config $config"; exit 2 ;;
   esac
   local data; data="$(mktemp -d)"

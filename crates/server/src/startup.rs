@@ -75,6 +75,7 @@ pub struct Application {
     sweeper: tokio::task::JoinHandle<()>,
     /// Compacts the sync change feed; stops with the server.
     compactor: tokio::task::JoinHandle<()>,
+    shutdown_timeout_secs: u64,
 }
 
 impl Application {
@@ -161,6 +162,7 @@ impl Application {
             collab,
             sweeper,
             compactor,
+            shutdown_timeout_secs: settings.shutdown_timeout_secs,
         })
     }
 
@@ -184,13 +186,16 @@ impl Application {
 
     /// Serves until SIGTERM/SIGINT, then shuts down gracefully: first the collaboration rooms
     /// (stored, sockets closed with 1001, Markdown materialized), while the HTTP workers they run
-    /// on are still up; then HTTP (stop accepting, drain in-flight requests).
+    /// on are still up; then HTTP (stop accepting, drain in-flight requests, and the
+    /// WebSockets handed from one worker to another, which actix-server does not count).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let collab = self.collab.clone();
         let http = self.server.handle();
+        let drain = Duration::from_secs(self.shutdown_timeout_secs);
         let stop = tokio::spawn(async move {
             crate::collab::shutdown_signal().await;
             collab.shutdown().await;
+            upgrade::handed_over(drain).await;
             http.stop(true).await;
         });
         let served = self.server.await;

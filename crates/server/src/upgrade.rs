@@ -10,28 +10,41 @@
 //! actix-http's usual path.
 //!
 //! Each worker builds the App once; the usual path and the WebSocket path share that instance.
+//!
+//! Every document's WebSockets are served by one worker, its *home* (picked from the document's
+//! id), so that a room and all of its sockets share a thread: an update then reaches the room
+//! and the room's other sockets without waking another thread. A socket accepted by another
+//! worker is handed to the home once its head is parsed: the socket itself (no proxying), its
+//! head re-encoded (parsed again there by the same codec) and whatever the client sent after it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::net::TcpListener;
 use std::pin::{Pin, pin};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use actix_codec::{Encoder, Framed};
+use actix_codec::{Decoder, Encoder, Framed};
 use actix_http::body::{BoxBody, MessageBody};
 use actix_http::error::PayloadError;
 use actix_http::h1::{Codec, Message};
-use actix_http::{BoxedPayloadStream, HttpService, Payload, Request, Response};
+use actix_http::{
+    BoxedPayloadStream, HttpService, KeepAlive, Payload, Request, Response, ServiceConfig,
+};
 use actix_service::{IntoServiceFactory, Service, ServiceFactory, fn_factory, fn_service};
 use actix_web::dev::{AppConfig, Server, ServiceResponse};
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use futures::Stream;
+use futures::future::LocalBoxFuture;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::mpsc;
+use uuid::Uuid;
 
 /// How the HTTP server runs.
 #[derive(Debug, Clone, Copy)]
@@ -56,7 +69,12 @@ const WRITE_STALL: Duration = Duration::from_secs(60);
 thread_local! {
     /// One read buffer per worker thread, lent to a socket for one read at a time.
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+    /// This worker's index among the homes, once its App is built (see [`Homes`]).
+    static HOME: Cell<Option<usize>> = const { Cell::new(None) };
 }
+
+/// WebSockets handed from one worker to another and not yet closed (see [`handed_over`]).
+static HANDED_OVER: AtomicUsize = AtomicUsize::new(0);
 
 /// Serves the Apps `factory` builds (one per worker) on `listener`. Signals are not handled
 /// here (see `run_until_stopped`).
@@ -80,6 +98,10 @@ where
     B: MessageBody + 'static,
 {
     let address = listener.local_addr()?;
+    let homes = Arc::new(Homes {
+        workers: options.workers,
+        doors: Mutex::new(Vec::new()),
+    });
     let builder = actix_server::Server::build();
     let shutdown = builder.graceful_shutdown_signal();
     Ok(builder
@@ -104,11 +126,15 @@ where
                 let shared = shared.clone();
                 fn_factory(move || shared.clone().map(|app| app.map(Shared)))
             };
+            let homes = homes.clone();
             let websocket = fn_factory(move || {
-                shared.clone().map(|app| {
+                let homes = homes.clone();
+                shared.clone().map(move |app| {
                     app.map(|app| {
+                        homes.settle_here(arrivals(app.clone(), options, address));
                         fn_service(move |(req, framed): (Request, Framed<TcpStream, Codec>)| {
-                            serve_websocket(app.clone(), req, framed).map(Ok::<_, actix_web::Error>)
+                            route_websocket(homes.clone(), app.clone(), req, framed)
+                                .map(Ok::<_, actix_web::Error>)
                         })
                     })
                 })
@@ -149,19 +175,218 @@ impl<S: Service<Request>> Service<Request> for Shared<S> {
     }
 }
 
-/// Answers one WebSocket request on its own socket, then ends the connection.
-async fn serve_websocket<S, B>(app: Rc<S>, req: Request, framed: Framed<TcpStream, Codec>)
-where
+/// The workers' doors, by home index: where a worker hands the WebSockets it accepted for
+/// another worker's documents.
+struct Homes {
+    /// How many workers the server runs: sockets are handed over only once each has a door, so
+    /// that a document's home never changes while the server runs (unless a worker dies).
+    workers: usize,
+    doors: Mutex<Vec<mpsc::UnboundedSender<Arrival>>>,
+}
+
+/// Serves a WebSocket handed over from another worker: its socket, then its head re-encoded
+/// followed by what the client sent after it.
+type Arrive = Rc<dyn Fn(TcpStream, BytesMut) -> LocalBoxFuture<'static, ()>>;
+
+/// A WebSocket on its way to its home.
+struct Arrival {
+    io: std::net::TcpStream,
+    head: BytesMut,
+    _counted: Counted,
+}
+
+/// Counts a handed-over WebSocket in [`HANDED_OVER`] until it closes.
+struct Counted;
+
+impl Counted {
+    fn new() -> Counted {
+        HANDED_OVER.fetch_add(1, Ordering::AcqRel);
+        Counted
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        HANDED_OVER.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Homes {
+    /// Gives this worker a door (the first slot whose worker is gone, or a new one) and starts
+    /// serving what arrives through it. Once per worker thread.
+    fn settle_here(&self, serve: Arrive) {
+        if HOME.get().is_some() {
+            return;
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel::<Arrival>();
+        let index = {
+            let mut doors = self.doors.lock().unwrap_or_else(PoisonError::into_inner);
+            match doors.iter().position(mpsc::UnboundedSender::is_closed) {
+                Some(i) => {
+                    doors[i] = tx;
+                    i
+                }
+                None => {
+                    doors.push(tx);
+                    doors.len() - 1
+                }
+            }
+        };
+        HOME.set(Some(index));
+        // The task owns `serve` (and so the App): it goes with the worker's runtime.
+        actix_rt::spawn(async move {
+            while let Some(arrival) = rx.recv().await {
+                actix_rt::spawn(arrive(serve.clone(), arrival));
+            }
+        });
+    }
+
+    /// The door of the document's home when it is another worker; `None` to serve here (this
+    /// worker is the home, the path names no document, or not every worker has a door yet).
+    fn elsewhere(&self, path: &str) -> Option<mpsc::UnboundedSender<Arrival>> {
+        let document = document_of(path)?;
+        let here = HOME.get()?;
+        let doors = self.doors.lock().unwrap_or_else(PoisonError::into_inner);
+        if doors.len() < self.workers.max(2) {
+            return None;
+        }
+        let home = (document.as_u128() % doors.len() as u128) as usize;
+        // A closed door: that worker is gone (until it restarts), so served here.
+        (home != here && !doors[home].is_closed()).then(|| doors[home].clone())
+    }
+}
+
+/// The document a WebSocket path names: `/ws/documents/{id}` or `/ws/documents/{id}/{id}`.
+fn document_of(path: &str) -> Option<Uuid> {
+    let rest = path.strip_prefix("/ws/documents/")?;
+    Uuid::parse_str(rest.split('/').next()?).ok()
+}
+
+/// Serves a WebSocket request here, or hands its socket to its document's home.
+async fn route_websocket<S, B>(
+    homes: Arc<Homes>,
+    app: Rc<S>,
+    req: Request,
+    framed: Framed<TcpStream, Codec>,
+) where
     S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody + 'static,
 {
     let parts = framed.into_parts();
-    let mut codec = parts.codec;
+    let Some(door) = homes.elsewhere(req.path()) else {
+        return serve_websocket(app, req, parts.io, parts.codec, parts.read_buf).await;
+    };
+    let mut head = encode_head(&req);
+    head.extend_from_slice(&parts.read_buf);
+    drop((req, parts.read_buf, parts.write_buf));
+    let io = match parts.io.into_std() {
+        Ok(io) => io,
+        Err(e) => {
+            tracing::debug!(error = %e, "a WebSocket could not be taken off its worker");
+            return;
+        }
+    };
+    let arrival = Arrival {
+        io,
+        head,
+        _counted: Counted::new(),
+    };
+    if door.send(arrival).is_err() {
+        // That worker stopped since `elsewhere` looked: the connection is closed.
+        tracing::debug!("a WebSocket's home stopped while it was handed over");
+    }
+}
+
+/// Serves a WebSocket handed over to this worker.
+async fn arrive(serve: Arrive, arrival: Arrival) {
+    let Arrival { io, head, _counted } = arrival;
+    match TcpStream::from_std(io) {
+        Ok(io) => serve(io, head).await,
+        Err(e) => tracing::debug!(error = %e, "a WebSocket could not be served on this worker"),
+    }
+}
+
+/// The request's head as the client could have sent it, for the home's codec to parse again.
+fn encode_head(req: &Request) -> BytesMut {
+    use std::fmt::Write as _;
+    let mut out = BytesMut::with_capacity(512);
+    // Writing to a `BytesMut` cannot fail.
+    let _ = write!(
+        out,
+        "{} {} {:?}\r\n",
+        req.method(),
+        req.uri(),
+        req.version()
+    );
+    for (name, value) in req.head().headers.iter() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// How this worker serves WebSockets: parses the head again with a codec of the same settings
+/// as the worker's HTTP service, then answers as [`serve_websocket`].
+fn arrivals<S, B>(app: Rc<S>, options: Options, address: std::net::SocketAddr) -> Arrive
+where
+    S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    let config = ServiceConfig::new(
+        KeepAlive::from(options.keep_alive),
+        options.client_request_timeout,
+        Duration::ZERO,
+        false,
+        Some(address),
+    );
+    Rc::new(move |io: TcpStream, mut buf: BytesMut| {
+        let (app, mut codec) = (app.clone(), Codec::new(config.clone()));
+        async move {
+            let mut req = match codec.decode(&mut buf) {
+                Ok(Some(Message::Item(req))) => req,
+                _ => {
+                    tracing::warn!("a WebSocket's head did not parse again");
+                    return;
+                }
+            };
+            req.head_mut().peer_addr = io.peer_addr().ok();
+            serve_websocket(app, req, io, codec, buf).await;
+        }
+        .boxed_local()
+    })
+}
+
+/// Waits until every WebSocket handed from one worker to another has closed, or `limit`.
+/// actix-server's graceful stop waits for the connections each worker serves itself; one handed
+/// over ended on its first worker at once, so it is waited for here, before the stop.
+pub async fn handed_over(limit: Duration) {
+    let waited = async {
+        while HANDED_OVER.load(Ordering::Acquire) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let _ = tokio::time::timeout(limit, waited).await;
+}
+
+/// Answers one WebSocket request on its own socket, then ends the connection.
+async fn serve_websocket<S, B>(
+    app: Rc<S>,
+    req: Request,
+    io: TcpStream,
+    mut codec: Codec,
+    read_buf: BytesMut,
+) where
+    S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody + 'static,
+{
     // What the client sent after the head already belongs to the body. Copied, so that the
-    // dispatcher's buffers are freed here.
-    let early = (!parts.read_buf.is_empty()).then(|| Bytes::copy_from_slice(&parts.read_buf));
-    drop((parts.read_buf, parts.write_buf));
-    let (read, mut write) = parts.io.into_split();
+    // buffer it came in is freed here.
+    let early = (!read_buf.is_empty()).then(|| Bytes::copy_from_slice(&read_buf));
+    drop(read_buf);
+    let (read, mut write) = io.into_split();
     let read = Rc::new(RefCell::new(read));
     let body: BoxedPayloadStream = Box::pin(SocketBody {
         early,
@@ -276,9 +501,130 @@ impl Stream for SocketBody {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use actix_web::{App, HttpRequest, HttpResponse, web};
+    use futures::StreamExt;
     use tokio::io::AsyncReadExt;
 
     use super::*;
+
+    /// Answers with the thread that serves it, the peer it sees and the first bytes of its body.
+    async fn whoami(req: HttpRequest, mut body: web::Payload) -> HttpResponse {
+        let first = match body.next().await {
+            Some(Ok(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            _ => String::new(),
+        };
+        let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+        HttpResponse::Ok().body(format!(
+            "{:?}|{peer}|{first}|{}",
+            std::thread::current().id(),
+            req.uri()
+        ))
+    }
+
+    /// One WebSocket request on a new connection, with a few bytes of "frames" in the same
+    /// write as its head; the answer's body.
+    async fn ask(address: std::net::SocketAddr, path: &str) -> (String, std::net::SocketAddr) {
+        let mut socket = TcpStream::connect(address).await.unwrap();
+        let head = format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\nX-Twice: one\r\nX-Twice: two\r\n\r\nearly bytes"
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        socket.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8(answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        let body = answer.split("\r\n\r\n").nth(1).unwrap().to_owned();
+        (body, socket.local_addr().unwrap())
+    }
+
+    #[tokio::test]
+    async fn every_websocket_of_a_document_is_served_by_its_home_worker() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let options = Options {
+            workers: 3,
+            keep_alive: Duration::from_secs(5),
+            client_request_timeout: Duration::from_secs(5),
+            shutdown_timeout_secs: 1,
+        };
+        let server = server(listener, options, || {
+            App::new().route("/ws/documents/{id}/{rest}", web::get().to(whoami))
+        })
+        .unwrap();
+        let handle = server.handle();
+        let served = tokio::spawn(server);
+
+        // Documents 0 to 6: homes 0, 1, 2, 0, 1, 2, 0. Four connections each, accepted by the
+        // workers in turn (seven connections a round, three workers), so most arrive at a
+        // worker that is not the document's home.
+        let mut homes: HashMap<u128, String> = HashMap::new();
+        for round in 0..4 {
+            for n in 0..7u128 {
+                let path = format!("/ws/documents/{}/x?round={round}", Uuid::from_u128(n));
+                let (body, local) = ask(address, &path).await;
+                let [thread, peer, early, uri] = body.splitn(4, '|').collect::<Vec<_>>()[..] else {
+                    panic!("{body}");
+                };
+                assert_eq!(
+                    early, "early bytes",
+                    "what followed the head reaches the body"
+                );
+                assert_eq!(peer, local.to_string(), "the peer is the client");
+                assert_eq!(uri, path);
+                let home = homes.entry(n).or_insert_with(|| thread.to_owned());
+                assert_eq!(home, thread, "document {n}, round {round}");
+            }
+        }
+        for n in 0..4 {
+            assert_eq!(homes[&n], homes[&(n + 3)]);
+        }
+        let threads: HashSet<&String> = homes.values().collect();
+        assert_eq!(threads.len(), 3, "each worker is home to some documents");
+
+        handle.stop(false).await;
+        served.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_websocket_path_names_its_document() {
+        let id = Uuid::from_u128(7);
+        assert_eq!(document_of(&format!("/ws/documents/{id}")), Some(id));
+        assert_eq!(document_of(&format!("/ws/documents/{id}/{id}")), Some(id));
+        assert_eq!(document_of("/ws/documents/"), None);
+        assert_eq!(document_of("/ws/documents/not-an-id"), None);
+        assert_eq!(document_of(&format!("/api/v1/documents/{id}")), None);
+    }
+
+    // On a runtime: the codec's settings keep the `Date` header up to date on a local task.
+    #[actix_rt::test]
+    async fn a_head_parses_again_as_it_was() {
+        let mut codec = Codec::default();
+        let mut wire = BytesMut::from(
+            &b"GET /ws/documents/x?token=a%20b HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n\
+               Upgrade: websocket\r\nX-Twice: one\r\nX-Twice: two\r\nX-Bytes: caf\xc3\xa9\r\n\r\nrest"[..],
+        );
+        let Ok(Some(Message::Item(first))) = codec.decode(&mut wire) else {
+            panic!("the head parses");
+        };
+        let mut again = encode_head(&first);
+        let mut codec = Codec::default();
+        let Ok(Some(Message::Item(second))) = codec.decode(&mut again) else {
+            panic!("the re-encoded head parses");
+        };
+        assert!(again.is_empty());
+        assert_eq!(second.head().method, first.head().method);
+        assert_eq!(second.head().uri, first.head().uri);
+        assert_eq!(second.head().version, first.head().version);
+        let (first, second) = (&first.head().headers, &second.head().headers);
+        assert_eq!(second.len(), first.len());
+        for (name, value) in first.iter() {
+            assert!(second.get_all(name).any(|v| v == value), "{name}");
+        }
+        assert!(codec.upgrade(), "still an upgrade");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_write_the_client_does_not_take_fails_after_the_limit() {
