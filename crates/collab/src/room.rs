@@ -70,8 +70,9 @@ pub(crate) fn fanout_payload(instance: Uuid, kind: u8, data: &[u8]) -> Vec<u8> {
 }
 
 /// Starts the room on the runtime of the caller: the HTTP worker thread of the connection that
-/// opens it. Its other connections on that worker then exchange messages with it without waking
-/// another thread (on a small machine, thread wake-ups cost more than the room's own work).
+/// opens it, which the server makes the document's home for all of its connections (see the
+/// server's `upgrade` module). They then exchange messages with the room without waking another
+/// thread (on a small machine, thread wake-ups cost more than the room's own work).
 pub(crate) fn spawn(
     hub: Arc<HubInner>,
     document: DocumentId,

@@ -75,6 +75,8 @@ pub struct Application {
     sweeper: tokio::task::JoinHandle<()>,
     /// Compacts the sync change feed; stops with the server.
     compactor: tokio::task::JoinHandle<()>,
+    /// WebSockets handed from one worker to another, waited for before the HTTP stop.
+    handed_over: upgrade::HandedOver,
     shutdown_timeout_secs: u64,
 }
 
@@ -125,7 +127,7 @@ impl Application {
             // Signals are handled in `run_until_stopped`, which stops the rooms before HTTP.
             shutdown_timeout_secs: settings.shutdown_timeout_secs,
         };
-        let server = upgrade::server(listener, options, move || {
+        let (server, handed_over) = upgrade::server(listener, options, move || {
             App::new()
                 .app_data(state.clone())
                 .configure(|cfg| {
@@ -162,6 +164,7 @@ impl Application {
             collab,
             sweeper,
             compactor,
+            handed_over,
             shutdown_timeout_secs: settings.shutdown_timeout_secs,
         })
     }
@@ -191,11 +194,14 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let collab = self.collab.clone();
         let http = self.server.handle();
-        let drain = Duration::from_secs(self.shutdown_timeout_secs);
+        let (handed_over, drain) = (
+            self.handed_over.clone(),
+            Duration::from_secs(self.shutdown_timeout_secs),
+        );
         let stop = tokio::spawn(async move {
             crate::collab::shutdown_signal().await;
             collab.shutdown().await;
-            upgrade::handed_over(drain).await;
+            handed_over.closed(drain).await;
             http.stop(true).await;
         });
         let served = self.server.await;

@@ -73,16 +73,13 @@ thread_local! {
     static HOME: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
-/// WebSockets handed from one worker to another and not yet closed (see [`handed_over`]).
-static HANDED_OVER: AtomicUsize = AtomicUsize::new(0);
-
 /// Serves the Apps `factory` builds (one per worker) on `listener`. Signals are not handled
 /// here (see `run_until_stopped`).
 pub fn server<F, I, S, B>(
     listener: TcpListener,
     options: Options,
     factory: F,
-) -> std::io::Result<Server>
+) -> std::io::Result<(Server, HandedOver)>
 where
     F: Fn() -> I + Send + Clone + 'static,
     I: IntoServiceFactory<S, Request>,
@@ -101,10 +98,12 @@ where
     let homes = Arc::new(Homes {
         workers: options.workers,
         doors: Mutex::new(Vec::new()),
+        handed_over: AtomicUsize::new(0),
     });
+    let handed_over = HandedOver(homes.clone());
     let builder = actix_server::Server::build();
     let shutdown = builder.graceful_shutdown_signal();
-    Ok(builder
+    let server = builder
         .workers(options.workers)
         .disable_signals()
         .shutdown_timeout(options.shutdown_timeout_secs)
@@ -155,7 +154,8 @@ where
                 .finish(usual)
                 .tcp()
         })?
-        .run())
+        .run();
+    Ok((server, handed_over))
 }
 
 /// The worker's App, called from both paths.
@@ -182,6 +182,31 @@ struct Homes {
     /// that a document's home never changes while the server runs (unless a worker dies).
     workers: usize,
     doors: Mutex<Vec<mpsc::UnboundedSender<Arrival>>>,
+    /// WebSockets handed from one worker to another and not yet closed.
+    handed_over: AtomicUsize,
+}
+
+/// The WebSockets one worker handed to another: actix-server's graceful stop waits for the
+/// connections each worker serves itself, and a handed-over one ended on its first worker at
+/// once, so they are waited for here, before the stop.
+#[derive(Clone)]
+pub struct HandedOver(Arc<Homes>);
+
+impl HandedOver {
+    /// How many are open.
+    pub fn open(&self) -> usize {
+        self.0.handed_over.load(Ordering::Acquire)
+    }
+
+    /// Waits until every handed-over WebSocket has closed, or `limit`.
+    pub async fn closed(&self, limit: Duration) {
+        let waited = async {
+            while self.open() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, waited).await;
+    }
 }
 
 /// Serves a WebSocket handed over from another worker: its socket, then its head re-encoded
@@ -195,19 +220,19 @@ struct Arrival {
     _counted: Counted,
 }
 
-/// Counts a handed-over WebSocket in [`HANDED_OVER`] until it closes.
-struct Counted;
+/// Counts a handed-over WebSocket in [`Homes::handed_over`] until it closes.
+struct Counted(Arc<Homes>);
 
 impl Counted {
-    fn new() -> Counted {
-        HANDED_OVER.fetch_add(1, Ordering::AcqRel);
-        Counted
+    fn new(homes: Arc<Homes>) -> Counted {
+        homes.handed_over.fetch_add(1, Ordering::AcqRel);
+        Counted(homes)
     }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        HANDED_OVER.fetch_sub(1, Ordering::AcqRel);
+        self.0.handed_over.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -273,12 +298,15 @@ async fn route_websocket<S, B>(
     B: MessageBody + 'static,
 {
     let parts = framed.into_parts();
+    // The dispatcher's write buffer (8 KiB) is not needed on either path: freed here, not at
+    // the end of the connection.
+    drop(parts.write_buf);
     let Some(door) = homes.elsewhere(req.path()) else {
         return serve_websocket(app, req, parts.io, parts.codec, parts.read_buf).await;
     };
     let mut head = encode_head(&req);
     head.extend_from_slice(&parts.read_buf);
-    drop((req, parts.read_buf, parts.write_buf));
+    drop((req, parts.read_buf));
     let io = match parts.io.into_std() {
         Ok(io) => io,
         Err(e) => {
@@ -289,7 +317,7 @@ async fn route_websocket<S, B>(
     let arrival = Arrival {
         io,
         head,
-        _counted: Counted::new(),
+        _counted: Counted::new(homes.clone()),
     };
     if door.send(arrival).is_err() {
         // That worker stopped since `elsewhere` looked: the connection is closed.
@@ -357,18 +385,6 @@ where
         }
         .boxed_local()
     })
-}
-
-/// Waits until every WebSocket handed from one worker to another has closed, or `limit`.
-/// actix-server's graceful stop waits for the connections each worker serves itself; one handed
-/// over ended on its first worker at once, so it is waited for here, before the stop.
-pub async fn handed_over(limit: Duration) {
-    let waited = async {
-        while HANDED_OVER.load(Ordering::Acquire) > 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    let _ = tokio::time::timeout(limit, waited).await;
 }
 
 /// Answers one WebSocket request on its own socket, then ends the connection.
@@ -550,7 +566,7 @@ mod tests {
             client_request_timeout: Duration::from_secs(5),
             shutdown_timeout_secs: 1,
         };
-        let server = server(listener, options, || {
+        let (server, _) = server(listener, options, || {
             App::new().route("/ws/documents/{id}/{rest}", web::get().to(whoami))
         })
         .unwrap();
@@ -583,6 +599,63 @@ mod tests {
         }
         let threads: HashSet<&String> = homes.values().collect();
         assert_eq!(threads.len(), 3, "each worker is home to some documents");
+
+        handle.stop(false).await;
+        served.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn handed_over_websockets_are_waited_for_until_they_close() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let options = Options {
+            workers: 3,
+            keep_alive: Duration::from_secs(5),
+            client_request_timeout: Duration::from_secs(5),
+            shutdown_timeout_secs: 1,
+        };
+        let (server, handed_over) = server(listener, options, || {
+            App::new().route(
+                "/ws/documents/{id}",
+                web::get().to(|| async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    HttpResponse::Ok().body("late")
+                }),
+            )
+        })
+        .unwrap();
+        let handle = server.handle();
+        let served = tokio::spawn(server);
+
+        // Fourteen connections, dealt to the three workers in turn: documents 0-6 twice, so the
+        // second seven are dealt one worker further on than the first. Whatever the order of the
+        // workers, some of them reach a worker that is not their home.
+        let mut clients = Vec::new();
+        for n in (0..7u128).chain(0..7) {
+            let mut socket = TcpStream::connect(address).await.unwrap();
+            let head = format!(
+                "GET /ws/documents/{} HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n\
+                 Upgrade: websocket\r\n\r\n",
+                Uuid::from_u128(n)
+            );
+            socket.write_all(head.as_bytes()).await.unwrap();
+            clients.push(socket);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(handed_over.open() > 0, "some were handed over");
+        let started = tokio::time::Instant::now();
+        handed_over.closed(Duration::from_millis(50)).await;
+        assert!(handed_over.open() > 0, "the wait gives up after its limit");
+        assert!(started.elapsed() < Duration::from_millis(250));
+
+        // The clients read their answers and close: the wait ends with the last of them.
+        for mut socket in clients {
+            let mut answer = String::new();
+            socket.read_to_string(&mut answer).await.unwrap();
+            assert!(answer.ends_with("late"), "{answer}");
+        }
+        handed_over.closed(Duration::from_secs(5)).await;
+        assert_eq!(handed_over.open(), 0);
 
         handle.stop(false).await;
         served.await.unwrap().unwrap();
