@@ -556,17 +556,18 @@ mod tests {
         (body, socket.local_addr().unwrap())
     }
 
+    const THREE_WORKERS: Options = Options {
+        workers: 3,
+        keep_alive: Duration::from_secs(5),
+        client_request_timeout: Duration::from_secs(5),
+        shutdown_timeout_secs: 1,
+    };
+
     #[tokio::test]
     async fn every_websocket_of_a_document_is_served_by_its_home_worker() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
-        let options = Options {
-            workers: 3,
-            keep_alive: Duration::from_secs(5),
-            client_request_timeout: Duration::from_secs(5),
-            shutdown_timeout_secs: 1,
-        };
-        let (server, _) = server(listener, options, || {
+        let (server, _) = server(listener, THREE_WORKERS, || {
             App::new().route("/ws/documents/{id}/{rest}", web::get().to(whoami))
         })
         .unwrap();
@@ -608,13 +609,7 @@ mod tests {
     async fn handed_over_websockets_are_waited_for_until_they_close() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
-        let options = Options {
-            workers: 3,
-            keep_alive: Duration::from_secs(5),
-            client_request_timeout: Duration::from_secs(5),
-            shutdown_timeout_secs: 1,
-        };
-        let (server, handed_over) = server(listener, options, || {
+        let (server, handed_over) = server(listener, THREE_WORKERS, || {
             App::new().route(
                 "/ws/documents/{id}",
                 web::get().to(|| async {
