@@ -669,29 +669,53 @@ mod tests {
     // On a runtime: the codec's settings keep the `Date` header up to date on a local task.
     #[actix_rt::test]
     async fn a_head_parses_again_as_it_was() {
-        let mut codec = Codec::default();
-        let mut wire = BytesMut::from(
-            &b"GET /ws/documents/x?token=a%20b HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n\
-               Upgrade: websocket\r\nX-Twice: one\r\nX-Twice: two\r\nX-Bytes: caf\xc3\xa9\r\n\r\nrest"[..],
-        );
-        let Ok(Some(Message::Item(first))) = codec.decode(&mut wire) else {
-            panic!("the head parses");
-        };
-        let mut again = encode_head(&first);
-        let mut codec = Codec::default();
-        let Ok(Some(Message::Item(second))) = codec.decode(&mut again) else {
-            panic!("the re-encoded head parses");
-        };
-        assert!(again.is_empty());
-        assert_eq!(second.head().method, first.head().method);
-        assert_eq!(second.head().uri, first.head().uri);
-        assert_eq!(second.head().version, first.head().version);
-        let (first, second) = (&first.head().headers, &second.head().headers);
-        assert_eq!(second.len(), first.len());
-        for (name, value) in first.iter() {
-            assert!(second.get_all(name).any(|v| v == value), "{name}");
+        let many: String = (0..90).map(|i| format!("X-H{i}: {i}\r\n")).collect();
+        let long = "v".repeat(8 * 1024);
+        let heads: Vec<Vec<u8>> = vec![
+            b"GET /ws/documents/x?token=a%20b HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n\
+              Upgrade: websocket\r\nX-Twice: one\r\nX-Twice: two\r\nX-Bytes: caf\xc3\xa9\r\n\r\n"
+                .to_vec(),
+            // HTTP/1.0, an absolute-form target, 93 of the 96 headers actix takes, an 8 KiB value.
+            b"GET /ws/documents/x HTTP/1.0\r\nConnection: keep-alive, Upgrade\r\n\
+              Upgrade: websocket\r\n\r\n"
+                .to_vec(),
+            b"GET http://h:1/ws/documents/x?a=1 HTTP/1.1\r\nHost: h:1\r\nConnection: Upgrade\r\n\
+              Upgrade: websocket\r\n\r\n"
+                .to_vec(),
+            format!("GET /ws/documents/x HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n{many}\r\n")
+                .into_bytes(),
+            format!(
+                "GET /ws/documents/x HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nX-Long: {long}\r\n\r\n"
+            )
+            .into_bytes(),
+        ];
+        for head in heads {
+            let mut wire = BytesMut::from(&head[..]);
+            wire.extend_from_slice(b"rest");
+            let mut codec = Codec::default();
+            let first = match codec.decode(&mut wire) {
+                Ok(Some(Message::Item(first))) => first,
+                other => panic!("{other:?}: {}", String::from_utf8_lossy(&head)),
+            };
+            let mut again = encode_head(&first);
+            let mut codec = Codec::default();
+            let Ok(Some(Message::Item(second))) = codec.decode(&mut again) else {
+                panic!(
+                    "the re-encoded head parses: {}",
+                    String::from_utf8_lossy(&head)
+                );
+            };
+            assert!(again.is_empty());
+            assert_eq!(second.head().method, first.head().method);
+            assert_eq!(second.head().uri, first.head().uri);
+            assert_eq!(second.head().version, first.head().version);
+            let (first, second) = (&first.head().headers, &second.head().headers);
+            assert_eq!(second.len(), first.len());
+            for (name, value) in first.iter() {
+                assert!(second.get_all(name).any(|v| v == value), "{name}");
+            }
+            assert!(codec.upgrade(), "still an upgrade");
         }
-        assert!(codec.upgrade(), "still an upgrade");
     }
 
     #[tokio::test(start_paused = true)]
