@@ -32,6 +32,7 @@ pub(crate) const SQLITE_INSERT: &str =
 use crate::appender::AppendError;
 use crate::entity::{document_updates, documents};
 use crate::error::store_error;
+use crate::journal::JournalError;
 
 #[async_trait::async_trait]
 impl YjsStore for SqlStore {
@@ -47,6 +48,7 @@ impl YjsStore for SqlStore {
         let Some(state) = state else {
             return Ok(None);
         };
+        self.fold_journal().await?;
         let updates = updates_of(&self.db, document).await?;
         Ok(Some(StoredYjs { state, updates }))
     }
@@ -55,6 +57,15 @@ impl YjsStore for SqlStore {
     async fn append(&self, document: DocumentId, updates: Vec<Vec<u8>>) -> Result<i64, StoreError> {
         if updates.is_empty() {
             return Err(StoreError::Unexpected(anyhow::anyhow!("nothing to append")));
+        }
+        if let Some(journal) = &self.journal {
+            return match journal.append(document.0, updates, Utc::now()) {
+                Ok(id) => Ok(id),
+                Err(JournalError::NoDocument) => {
+                    Err(StoreError::Unexpected(anyhow::anyhow!("no such document")))
+                }
+                Err(e) => Err(StoreError::Unavailable(e.into())),
+            };
         }
         let _turn = self.append_turn().await;
         if let Some(appender) = &self.appender {
@@ -82,6 +93,7 @@ impl YjsStore for SqlStore {
         // Updates first, then the state: a compaction that commits between the two reads has
         // deleted some of these updates (the check below then refuses this one), and one that
         // commits before the first read left a state that already holds everything deleted.
+        self.fold_journal().await?;
         let updates = updates_of(&self.db, document).await?;
         if updates.is_empty() {
             return Ok(0);

@@ -31,6 +31,7 @@ pub mod entity;
 mod error;
 mod files;
 mod idempotency;
+mod journal;
 mod plans;
 mod rows;
 mod sync;
@@ -76,7 +77,9 @@ pub struct SqlStore {
     db: DatabaseConnection,
     /// SQLite only: writers of this process take turns here instead of polling SQLite's lock.
     writers: Option<Arc<turns::WriteTurns>>,
-    /// SQLite files only: the Yjs update log's own connection (see [`appender`]).
+    /// SQLite files only: the Yjs update log's journal (see [`journal`]), or, when another
+    /// process holds it, the log's own connection (see [`appender`]).
+    journal: Option<Arc<journal::Journal>>,
     appender: Option<Arc<appender::Appender>>,
 }
 
@@ -145,9 +148,18 @@ impl SqlStore {
         let mut store = SqlStore::from_connection(db);
         if scheme == "sqlite" && !is_sqlite_memory(url) {
             let options = SqliteConnectOptions::from_str(url).context("invalid SQLite URL")?;
-            let appender = appender::Appender::open(options.get_filename())
-                .context("cannot open the SQLite database for the update log")?;
-            store.appender = Some(Arc::new(appender));
+            let path = options.get_filename();
+            store.journal =
+                journal::Journal::open(path).context("cannot open the update journal")?;
+            if store.journal.is_none() {
+                tracing::warn!(
+                    "another process holds this SQLite database's update journal: \
+                     appending straight to the database"
+                );
+                let appender = appender::Appender::open(path)
+                    .context("cannot open the SQLite database for the update log")?;
+                store.appender = Some(Arc::new(appender));
+            }
             store.spawn_checkpointer(CHECKPOINT_EVERY);
         }
         Ok(store)
@@ -202,6 +214,7 @@ impl SqlStore {
         SqlStore {
             db,
             writers,
+            journal: None,
             appender: None,
         }
     }
@@ -241,9 +254,26 @@ impl SqlStore {
         }
     }
 
-    /// Closes the pool.
+    /// Folds the update journal into the database, then closes the pool.
     pub async fn close(self) -> anyhow::Result<()> {
+        self.fold_journal().await?;
         self.db.close().await.context("cannot close the pool")
+    }
+
+    /// SQLite files: stores every update appended so far in `document_updates` (see
+    /// [`journal`]), so that what reads the table sees them. A no-op elsewhere.
+    pub async fn fold_journal(&self) -> Result<(), mdcreator_domain::StoreError> {
+        let Some(journal) = self.journal.clone() else {
+            return Ok(());
+        };
+        let _turn = self.write_turn().await;
+        tokio::task::spawn_blocking(move || journal.fold())
+            .await
+            .map_err(|e| {
+                mdcreator_domain::StoreError::Unexpected(anyhow::anyhow!("fold task failed: {e}"))
+            })?
+            .map_err(|e| mdcreator_domain::StoreError::Unavailable(e.into()))?;
+        Ok(())
     }
 
     pub(crate) fn backend(&self) -> DbBackend {

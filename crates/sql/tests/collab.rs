@@ -91,6 +91,8 @@ async fn appended_rows_read_back_through_the_entities() {
             .append(document, vec![vec![7, 8], vec![9]])
             .await
             .unwrap();
+        // In the database once the journal is folded (as every reader of the log does first).
+        store.fold_journal().await.unwrap();
         let rows = document_updates::Entity::find()
             .filter(document_updates::Column::DocumentId.eq(document.0))
             .order_by_asc(document_updates::Column::Id)
@@ -115,12 +117,48 @@ async fn appended_rows_read_back_through_the_entities() {
     .await;
 }
 
-/// A write lock held by a connection that does not queue on the store's write turn (another
-/// process, say) makes the append wait for it in the pool, and then succeed: it neither fails
+/// On SQLite files appends go to the update journal (`journal.rs`), not the database: a write
+/// lock held by a connection that does not queue on the store's write turn (another process,
+/// say) does not hold them up; a load waits for it (it folds the journal first) and then sees
+/// them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_appends_do_not_wait_for_a_foreign_write_lock() {
+    on_sqlite_at(|store: SqlStore, url: String| async move {
+        let document = seeded(&store).await;
+        let mut foreign = SqliteConnection::connect(&url).await.unwrap();
+        sea_orm::sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut foreign)
+            .await
+            .unwrap();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            store.append(document, vec![vec![42]]),
+        )
+        .await
+        .expect("the append does not wait for the lock")
+        .unwrap();
+        let load = tokio::spawn({
+            let store = store.clone();
+            async move { store.load(document).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!load.is_finished(), "the load did not wait for the lock");
+        sea_orm::sqlx::query("COMMIT")
+            .execute(&mut foreign)
+            .await
+            .unwrap();
+        let stored = load.await.unwrap().unwrap().unwrap();
+        assert_eq!(bytes(&stored).1, vec![42]);
+    })
+    .await;
+}
+
+/// Without the journal (another process holds it), a write lock held by a connection that does
+/// not queue on the store's write turn (another process, say) makes the append wait for it in the pool, and then succeed: it neither fails
 /// at once nor blocks the caller's thread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_appends_wait_for_a_foreign_write_lock() {
-    on_sqlite_at(|store: SqlStore, url: String| async move {
+async fn sqlite_appends_without_the_journal_wait_for_a_foreign_write_lock() {
+    without_journal(|store: SqlStore, url: String| async move {
         let document = seeded(&store).await;
         let mut foreign = SqliteConnection::connect(&url).await.unwrap();
         sea_orm::sqlx::query("BEGIN IMMEDIATE")
@@ -276,12 +314,12 @@ async fn sqlite_pool_appends_count_ids_like_the_appender() {
     .await;
 }
 
-/// The appender remembers each document's last id between its own appends; an append by any
-/// other connection in between (here, through a pool-only store on the same file) must be seen,
-/// or the next id would collide with it.
+/// The appender (the path without the journal) remembers each document's last id between its
+/// own appends; an append by any other connection in between (here, through a pool-only store
+/// on the same file) must be seen, or the next id would collide with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_appender_sees_appends_by_other_connections() {
-    on_sqlite_at(|store: SqlStore, url: String| async move {
+    without_journal(|store: SqlStore, url: String| async move {
         let doc = seeded(&store).await;
         let first = store.append(doc, vec![vec![1]]).await.unwrap();
         let pool = SqlStore::from_connection(sea_orm::Database::connect(&url).await.unwrap());
@@ -301,4 +339,56 @@ async fn sqlite_appender_sees_appends_by_other_connections() {
         );
     })
     .await;
+}
+
+/// The journal hands out ids without asking the database each time: a process appending
+/// straight to the file (here, a pool-only store) takes ids the journal gave too. Its records
+/// then move to the next free ids when folded: every update is stored once, none is lost, and
+/// the journal goes on past them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_journal_records_move_past_ids_taken_by_other_connections() {
+    on_sqlite_at(|store: SqlStore, url: String| async move {
+        let doc = seeded(&store).await;
+        let pool = SqlStore::from_connection(sea_orm::Database::connect(&url).await.unwrap());
+        store.append(doc, vec![vec![1]]).await.unwrap();
+        pool.append(doc, vec![vec![2]]).await.unwrap();
+        store.append(doc, vec![vec![3], vec![4]]).await.unwrap();
+        pool.append(doc, vec![vec![5]]).await.unwrap();
+        store.append(doc, vec![vec![6], vec![7]]).await.unwrap();
+        let stored = store.load(doc).await.unwrap().unwrap();
+        let mut log = bytes(&stored).1;
+        log.sort_unstable();
+        assert_eq!(log, vec![1, 2, 3, 4, 5, 6, 7]);
+        let last = stored.updates.last().unwrap().0;
+        assert_eq!(store.append(doc, vec![vec![8]]).await.unwrap(), last + 1);
+    })
+    .await;
+}
+
+/// [`on_sqlite_at`] with the update journal held by "another process" (a lock on the journal's
+/// lock file through another open file), so that appends take the database path.
+async fn without_journal<F, Fut>(test: F)
+where
+    F: FnOnce(SqlStore, String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let path = std::env::temp_dir().join(format!("mdc-test-{}.db", uuid::Uuid::new_v4().simple()));
+    std::fs::File::create(&path).unwrap();
+    let mut lock_path = path.canonicalize().unwrap().into_os_string();
+    lock_path.push("-updates.lock");
+    let lock = std::fs::File::create(&lock_path).unwrap();
+    lock.try_lock().unwrap();
+    let url = format!("sqlite://{}", path.display());
+    let store = SqlStore::connect(&url, &mdcreator_sql::SqlSettings::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    test(store.clone(), url).await;
+    store.close().await.ok();
+    drop(lock);
+    for suffix in ["", "-wal", "-shm", "-updates.lock"] {
+        let mut file = path.clone().into_os_string();
+        file.push(suffix);
+        std::fs::remove_file(file).ok();
+    }
 }
