@@ -40,6 +40,9 @@ pub struct Settings {
     pub max_document_bytes: usize,
     pub requests_per_minute: u32,
     pub db_max_connections: u32,
+    /// SQLite files: the longest a collaborative edit waits in the update journal beside the
+    /// database before it is folded into it (`MDCREATOR_SQLITE_JOURNAL_FOLD_MS`).
+    pub sqlite_journal_fold_ms: u64,
     /// Seconds a graceful shutdown may take.
     pub shutdown_timeout_secs: u64,
     /// HTTP worker threads (`MDCREATOR_WORKERS`); 0 means one per CPU.
@@ -124,6 +127,7 @@ impl Default for Settings {
             max_document_bytes: 10 * 1024 * 1024,
             requests_per_minute: 600,
             db_max_connections: 16,
+            sqlite_journal_fold_ms: 1_000,
             shutdown_timeout_secs: 25,
             workers: 0,
             cognito_user_pool_id: None,

@@ -78,6 +78,8 @@ pub struct Application {
     /// WebSockets handed from one worker to another, waited for before the HTTP stop.
     handed_over: upgrade::HandedOver,
     shutdown_timeout_secs: u64,
+    /// Its update journal is folded into the database once the server has stopped.
+    store: SqlStore,
 }
 
 impl Application {
@@ -96,7 +98,7 @@ impl Application {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{address}"));
-        let state = web::Data::new(wire(&settings, store, &public_url).await?);
+        let state = web::Data::new(wire(&settings, store.clone(), &public_url).await?);
         let collab = state.collab.hub.clone();
         let local_blobs = state.local_blobs.clone().map(web::Data::new);
         let sweeper = spawn_upload_sweeper(
@@ -166,6 +168,7 @@ impl Application {
             compactor,
             handed_over,
             shutdown_timeout_secs: settings.shutdown_timeout_secs,
+            store,
         })
     }
 
@@ -208,6 +211,11 @@ impl Application {
         stop.abort();
         self.sweeper.abort();
         self.compactor.abort();
+        // Nothing appends any more: the journal's files can go (what is left there is folded at
+        // the next start anyway).
+        if let Err(e) = self.store.fold_journal().await {
+            tracing::warn!(error = %e, "cannot fold the update journal at shutdown");
+        }
         served
     }
 }
@@ -262,6 +270,7 @@ async fn connect(settings: &Settings) -> anyhow::Result<SqlStore> {
     }
     let sql = SqlSettings {
         max_connections: settings.db_max_connections,
+        journal_fold_ms: settings.sqlite_journal_fold_ms,
         ..SqlSettings::default()
     };
     SqlStore::connect(&settings.database_url(), &sql)

@@ -44,9 +44,6 @@ use uuid::Uuid;
 
 use crate::collab::{SQLITE_INSERT, SQLITE_LAST_ID};
 
-/// How often the journal is folded into the database (and its memory freed) at most.
-const FOLD_EVERY: Duration = Duration::from_secs(1);
-
 /// Bytes of unfolded records past which a fold starts at once.
 const FOLD_PAST_BYTES: usize = 4 << 20;
 
@@ -104,6 +101,8 @@ struct Shared {
     fold: Mutex<Fold>,
     /// Wakes the folding thread (with `active`).
     wake: Condvar,
+    /// How long a record waits to be folded, at most.
+    fold_every: Duration,
     /// Held for the journal's life: the other processes' exclusion.
     _lock: File,
 }
@@ -158,8 +157,11 @@ impl std::fmt::Debug for Journal {
 impl Journal {
     /// The journal of the database file at `database` (which exists): this process's, or a new
     /// one that first takes in what an earlier process left. `None` when another process holds
-    /// it.
-    pub(crate) fn open(database: &Path) -> std::io::Result<Option<Arc<Journal>>> {
+    /// it. The first opener's `fold_every` holds for all.
+    pub(crate) fn open(
+        database: &Path,
+        fold_every: Duration,
+    ) -> std::io::Result<Option<Arc<Journal>>> {
         let database = database.canonicalize()?;
         let mut open = lock(&OPEN);
         open.retain(|(_, journal)| journal.strong_count() > 0);
@@ -170,7 +172,7 @@ impl Journal {
         {
             return Ok(Some(journal));
         }
-        let Some(journal) = Journal::start(&database)? else {
+        let Some(journal) = Journal::start(&database, fold_every)? else {
             return Ok(None);
         };
         let journal = Arc::new(journal);
@@ -178,7 +180,7 @@ impl Journal {
         Ok(Some(journal))
     }
 
-    fn start(database: &Path) -> std::io::Result<Option<Journal>> {
+    fn start(database: &Path, fold_every: Duration) -> std::io::Result<Option<Journal>> {
         let mut base = database.as_os_str().to_owned();
         base.push("-updates");
         let base = PathBuf::from(base);
@@ -221,6 +223,7 @@ impl Journal {
             active: Mutex::new(active),
             fold: Mutex::new(fold),
             wake: Condvar::new(),
+            fold_every,
             _lock: lock_file,
         });
         let folder = std::thread::Builder::new()
@@ -322,7 +325,7 @@ impl Shared {
                 let active = lock(&self.active);
                 let (active, _) = self
                     .wake
-                    .wait_timeout_while(active, FOLD_EVERY, |a| {
+                    .wait_timeout_while(active, self.fold_every, |a| {
                         !a.closing && a.pending_bytes <= FOLD_PAST_BYTES
                     })
                     .unwrap_or_else(PoisonError::into_inner);

@@ -56,6 +56,9 @@ pub struct SqlSettings {
     pub acquire_timeout_ms: u64,
     /// Postgres only: the server aborts any statement running longer than this.
     pub statement_timeout_ms: u64,
+    /// SQLite files only: how long an update waits in the update journal, at most, before it
+    /// is folded into `document_updates` (see [`journal`]).
+    pub journal_fold_ms: u64,
     /// SQLite only: how long a writer waits for the database lock.
     pub busy_timeout_ms: u64,
 }
@@ -67,6 +70,7 @@ impl Default for SqlSettings {
             acquire_timeout_ms: 2_000,
             statement_timeout_ms: 15_000,
             busy_timeout_ms: 5_000,
+            journal_fold_ms: 1_000,
         }
     }
 }
@@ -149,8 +153,9 @@ impl SqlStore {
         if scheme == "sqlite" && !is_sqlite_memory(url) {
             let options = SqliteConnectOptions::from_str(url).context("invalid SQLite URL")?;
             let path = options.get_filename();
-            store.journal =
-                journal::Journal::open(path).context("cannot open the update journal")?;
+            let fold_every = Duration::from_millis(settings.journal_fold_ms.max(1));
+            store.journal = journal::Journal::open(path, fold_every)
+                .context("cannot open the update journal")?;
             if store.journal.is_none() {
                 tracing::warn!(
                     "another process holds this SQLite database's update journal: \

@@ -571,6 +571,128 @@ async fn new_document(base: &str, token: &str, content: &str) -> String {
     doc["id"].as_str().unwrap().to_owned()
 }
 
+/// Set in the child process of [`relayed_edits_survive_a_kill_of_the_process`]: the data
+/// directory of the server it runs.
+const CHILD_SERVER: &str = "MDC_TEST_CHILD_SERVER_DIR";
+
+/// A server in a child process (this test binary again, in [`CHILD_SERVER`] mode) on the embedded
+/// defaults (SQLite in `dir`), so that it can be killed for real.
+struct ChildServer {
+    base: String,
+    child: tokio::process::Child,
+}
+
+impl ChildServer {
+    async fn start(dir: &std::path::Path) -> ChildServer {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "collab::relayed_edits_survive_a_kill_of_the_process",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_SERVER, dir)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the test binary runs again");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let base = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                // After libtest's "test … ... " on the same line.
+                if let Some((_, base)) = line.split_once("child server at ") {
+                    return base.to_owned();
+                }
+            }
+            panic!("the child server ended before it listened");
+        })
+        .await
+        .expect("the child server starts");
+        // Its later output is not read: keep the pipe drained.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        ChildServer { base, child }
+    }
+
+    /// SIGKILL: no shutdown, no flush, no destructor.
+    async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
+/// The update journal files the server in `dir` holds (`mdcreator.db-updates.<n>`), with their
+/// sizes.
+fn journal_files(dir: &std::path::Path) -> Vec<(String, u64)> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .filter(|(name, _)| {
+            name.strip_prefix("mdcreator.db-updates.")
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect()
+}
+
+/// The embedded store across a real crash: a server process on SQLite holds relayed edits only
+/// in its update journal (folded into the database only after an hour here) when it is killed
+/// with SIGKILL; a new process on the same directory folds what the journal holds and serves
+/// every relayed edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_edits_survive_a_kill_of_the_process() {
+    if let Ok(dir) = std::env::var(CHILD_SERVER) {
+        let settings = Settings {
+            listen: "127.0.0.1:0".into(),
+            data_dir: dir.into(),
+            // One issuer for both processes (by default it names the random port).
+            public_url: Some("https://mdcreator.test".into()),
+            sqlite_journal_fold_ms: 3_600_000,
+            ..Settings::default()
+        };
+        let app = Application::build(settings).await.expect("server builds");
+        println!("child server at http://{}", app.address());
+        app.run_until_stopped().await.unwrap();
+        return;
+    }
+    if !clients_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let first = ChildServer::start(dir.path()).await;
+    let token = signup(&first.base, "killed").await;
+    let doc = new_document(&first.base, &token, "base ").await;
+    let url = format!("{}/ws/documents", first.base.replace("http://", "ws://"));
+    let words: Vec<String> = (0..20).map(|i| format!("k{i} ")).collect();
+    let r = run(
+        "relay",
+        json!({"url": url, "doc": doc, "token": token, "words": words}),
+    )
+    .await;
+    let relayed = r["text"].as_str().unwrap().to_owned();
+    assert!(relayed.contains("k19 "), "{relayed}");
+    let held = journal_files(dir.path());
+    assert!(
+        held.iter().any(|(_, len)| *len > 0),
+        "the edits are in the journal: {held:?}"
+    );
+    first.kill().await;
+
+    let second = ChildServer::start(dir.path()).await;
+    let url = format!("{}/ws/documents", second.base.replace("http://", "ws://"));
+    let r = run("read", json!({"url": url, "doc": doc, "token": token})).await;
+    assert_eq!(r["text"], relayed.as_str());
+    assert!(
+        journal_files(dir.path()).iter().all(|(_, len)| *len == 0),
+        "what the killed process left is folded: {:?}",
+        journal_files(dir.path())
+    );
+    second.kill().await;
+}
+
 /// Every edit a client saw relayed is stored before the relay: after the server is killed
 /// (no flush, no materialization) a new server serves all of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,8 @@ use std::time::Instant;
 
 use super::*;
 
+const FOLD_EVERY: Duration = Duration::from_secs(1);
+
 struct Db {
     path: PathBuf,
     conn: Connection,
@@ -104,7 +106,7 @@ fn record(document: Uuid, id: i64, data: &[u8]) -> Record {
 }
 
 fn open(db: &Db) -> Arc<Journal> {
-    Journal::open(&db.path)
+    Journal::open(&db.path, FOLD_EVERY)
         .unwrap()
         .expect("the journal is free")
 }
@@ -318,9 +320,9 @@ fn one_journal_per_file_in_this_process_and_none_when_another_holds_it() {
     let other = db.path.clone();
     let lock_file = File::create(with_suffix(&db.base(), "lock")).unwrap();
     lock_file.try_lock().unwrap();
-    assert!(Journal::open(&other).unwrap().is_none());
+    assert!(Journal::open(&other, FOLD_EVERY).unwrap().is_none());
     drop(lock_file);
-    assert!(Journal::open(&other).unwrap().is_some());
+    assert!(Journal::open(&other, FOLD_EVERY).unwrap().is_some());
 }
 
 #[test]
