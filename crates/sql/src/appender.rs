@@ -1,4 +1,6 @@
-//! SQLite: appends to the Yjs update log on a connection of their own, on the caller's thread.
+//! SQLite: appends to the Yjs update log on a connection of their own, on the caller's thread,
+//! when the update journal (see `journal`) is held by another process; otherwise appends go
+//! there.
 //!
 //! A live room stores every update before relaying it, hundreds of times a second. Through the
 //! pool, each append cost two hops to one of sqlx's per-connection threads, and, because the pool
