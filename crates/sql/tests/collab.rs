@@ -125,11 +125,7 @@ async fn appended_rows_read_back_through_the_entities() {
 async fn sqlite_appends_do_not_wait_for_a_foreign_write_lock() {
     on_sqlite_at(|store: SqlStore, url: String| async move {
         let document = seeded(&store).await;
-        let mut foreign = SqliteConnection::connect(&url).await.unwrap();
-        sea_orm::sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut foreign)
-            .await
-            .unwrap();
+        let mut foreign = foreign_write_lock(&url).await;
         tokio::time::timeout(
             std::time::Duration::from_secs(2),
             store.append(document, vec![vec![42]]),
@@ -160,11 +156,7 @@ async fn sqlite_appends_do_not_wait_for_a_foreign_write_lock() {
 async fn sqlite_appends_without_the_journal_wait_for_a_foreign_write_lock() {
     without_journal(|store: SqlStore, url: String| async move {
         let document = seeded(&store).await;
-        let mut foreign = SqliteConnection::connect(&url).await.unwrap();
-        sea_orm::sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut foreign)
-            .await
-            .unwrap();
+        let mut foreign = foreign_write_lock(&url).await;
         let append = tokio::spawn({
             let store = store.clone();
             async move { store.append(document, vec![vec![42]]).await }
@@ -363,6 +355,17 @@ async fn sqlite_journal_records_move_past_ids_taken_by_other_connections() {
         assert_eq!(store.append(doc, vec![vec![8]]).await.unwrap(), last + 1);
     })
     .await;
+}
+
+/// A connection of its own to the SQLite file at `url`, holding the write lock (`BEGIN
+/// IMMEDIATE`) until it commits.
+async fn foreign_write_lock(url: &str) -> SqliteConnection {
+    let mut foreign = SqliteConnection::connect(url).await.unwrap();
+    sea_orm::sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut foreign)
+        .await
+        .unwrap();
+    foreign
 }
 
 /// [`on_sqlite_at`] with the update journal held by "another process" (a lock on the journal's

@@ -38,6 +38,16 @@ impl Db {
         id
     }
 
+    /// As a compaction that merged the document's updates up to `id` leaves it.
+    fn merged_through(&self, document: Uuid, id: i64) {
+        self.conn
+            .execute(
+                "UPDATE documents SET yjs_merged_through = ?2 WHERE id = ?1",
+                (document.as_bytes().as_slice(), id),
+            )
+            .unwrap();
+    }
+
     /// `(id, data)` of the document's stored updates, in order.
     fn rows(&self, document: Uuid) -> Vec<(i64, Vec<u8>)> {
         let mut stmt = self
@@ -97,12 +107,7 @@ fn connect_new(path: &Path) -> Connection {
 }
 
 fn record(document: Uuid, id: i64, data: &[u8]) -> Record {
-    Record {
-        document,
-        id,
-        at: 1_764_000_000_000_000_000,
-        data: data.to_vec(),
-    }
+    record_at(document, id, 1_764_000_000_000_000_000, data)
 }
 
 fn open(db: &Db) -> Arc<Journal> {
@@ -146,12 +151,7 @@ fn appends_get_the_next_ids_and_are_stored_with_their_time_at_the_fold() {
 fn ids_go_on_from_what_the_database_had_and_a_compaction_merged() {
     let db = Db::new();
     let document = db.document();
-    db.conn
-        .execute(
-            "UPDATE documents SET yjs_merged_through = 7 WHERE id = ?1",
-            [document.as_bytes().as_slice()],
-        )
-        .unwrap();
+    db.merged_through(document, 7);
     let journal = open(&db);
     assert_eq!(
         journal.append(document, vec![vec![1]], Utc::now()).unwrap(),
@@ -272,12 +272,7 @@ fn a_record_already_stored_is_skipped_and_a_taken_id_moves_the_record() {
 fn records_below_a_compaction_are_kept_under_new_ids() {
     let db = Db::new();
     let document = db.document();
-    db.conn
-        .execute(
-            "UPDATE documents SET yjs_merged_through = 5 WHERE id = ?1",
-            [document.as_bytes().as_slice()],
-        )
-        .unwrap();
+    db.merged_through(document, 5);
     db.leave(0, &[record(document, 3, &[3])], &[]);
     let journal = open(&db);
     journal.fold().unwrap();
